@@ -1,0 +1,65 @@
+"""mnas: hardware-aware differentiable neural architecture search for microcontrollers.
+
+mnas runs on Keras 2 (`tf_keras`), which tensorflow-model-optimization needs: importing mnas
+sets `TF_USE_LEGACY_KERAS=1` before TensorFlow is imported, so a script that imports mnas first
+gets the same Keras from `tf.keras`.
+"""
+
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "tensorflow" in sys.modules and "keras.src" in sys.modules:
+    import warnings
+
+    warnings.warn(
+        "TensorFlow was imported with Keras 3 before mnas; mnas layers are Keras 2 (tf_keras) "
+        "layers. Import mnas before TensorFlow so that `tf.keras` is Keras 2 as well.",
+        stacklevel=2,
+    )
+
+from mnas import arch, costs, devices, errors, layers, search_spaces, tflm  # noqa: E402
+from mnas.arch import ArchSpec, build, derive, get_architecture  # noqa: E402
+from mnas.callbacks import ArchitectureLogger, ResourceRegularizer  # noqa: E402
+from mnas.costs import Costs, expected_costs, minimum_costs, register_cost  # noqa: E402
+from mnas.devices import Device, get_device, load_device  # noqa: E402
+from mnas.layers import (  # noqa: E402
+    SearchableConv2D,
+    SearchableDense,
+    SearchableDepthwiseSeparable,
+    SearchableSkip,
+    searchable_layers,
+    width_choices,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchSpec",
+    "ArchitectureLogger",
+    "Costs",
+    "Device",
+    "ResourceRegularizer",
+    "SearchableConv2D",
+    "SearchableDense",
+    "SearchableDepthwiseSeparable",
+    "SearchableSkip",
+    "arch",
+    "build",
+    "costs",
+    "derive",
+    "devices",
+    "errors",
+    "expected_costs",
+    "get_architecture",
+    "get_device",
+    "layers",
+    "load_device",
+    "minimum_costs",
+    "register_cost",
+    "search_spaces",
+    "searchable_layers",
+    "tflm",
+    "width_choices",
+]

@@ -1,0 +1,390 @@
+"""Differentiable expected resource costs of a model built from mnas and Keras layers.
+
+The costs are closed forms of the architecture (MicroNets, section 3), computed from the model
+graph with each tensor's *expected* channel count, so gradients flow to the architecture
+logits:
+
+- ops: 2 per multiply-accumulate of conv, depthwise conv and dense layers, 1 per element of
+  pooling and elementwise layers;
+- flash bytes: int8 weights, int32 biases, per-channel quantization parameters (a float32
+  scale and an int64 zero point per channel, for weights and biases), plus the flatbuffer's
+  bookkeeping per tensor and per operator;
+- SRAM bytes: per operator, the int8 bytes of its inputs + its outputs; the model's SRAM is the
+  max over operators, plus TFLite Micro's persistent allocations (per tensor, per operator, and
+  the per-channel requantization data of conv layers).
+
+With one-hot architecture probabilities the costs are those of the derived plain model: ops
+exactly, flash and SRAM within a few percent of the TFLite converter and the TFLite Micro
+interpreter (`tests/test_costs.py` checks this against both).
+
+The rules are data: `COST_RULES` maps a layer class to a function; `register_cost` adds one.
+
+Example:
+
+>>> import mnas
+>>> import tf_keras as keras
+>>> inputs = keras.Input((49, 10, 1))
+>>> x = mnas.SearchableConv2D([8, 16], (10, 4))(inputs)
+>>> model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+>>> costs = mnas.expected_costs(model)
+>>> float(costs.ops) == 2 * 49 * 10 * 40 * 12 + 49 * 10 * 12
+True
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mnas import errors, layers
+
+# Bytes the converter writes per tensor and per operator besides the data (tensor tables, names,
+# shapes, buffers' alignment; operator tables), and once per model; fitted to the converter's
+# output for trained DS-CNNs of 5 KB to 250 KB (within 1.1%). The model's share includes the
+# constant axis tensor of the usual global average pooling.
+FLASH_PER_TENSOR = 212
+FLASH_PER_OPERATOR = 0
+FLASH_PER_MODEL = 348
+QUANT_PARAM_BYTES = 12  # float32 scale + int64 zero point, per channel.
+# TFLite Micro's persistent allocations on a 64-bit host: a TfLiteEvalTensor per tensor, a
+# NodeAndRegistration and its kernel's OpData per operator, per-channel multiplier and shift
+# (int32 each) for conv kernels; fitted to the interpreter's recording allocator.
+PERSISTENT_PER_TENSOR = 0  # Counted in the operator's share.
+PERSISTENT_PER_OPERATOR = 250
+PERSISTENT_PER_CHANNEL = 8
+PERSISTENT_PER_MODEL = 750
+
+
+def _values(obj):
+    # Not dataclasses.astuple: it deep-copies, and symbolic tensors cannot be copied.
+    return [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+
+
+@dataclasses.dataclass
+class Info:
+    """A tensor as the cost rules see it: static shape (no batch) and expected channels."""
+
+    shape: tuple
+    width: object  # float or scalar tensor
+
+    @property
+    def bytes(self):
+        """Expected int8 bytes."""
+        return float(np.prod(self.shape[:-1], dtype=np.int64)) * self.width
+
+
+@dataclasses.dataclass
+class Node:
+    """Costs of one TFLite operator; `weight` scales it (the probability it exists)."""
+
+    ops: object = 0.0
+    flash: object = 0.0
+    sram: object = 0.0
+    persistent: object = 0.0
+
+    def scaled(self, weight):
+        return Node(*(weight * v for v in _values(self)))
+
+
+@dataclasses.dataclass
+class Costs:
+    """Expected costs of a model (floats or scalar tensors).
+
+    Attributes:
+        ops: Operations (2 per multiply-accumulate).
+        flash_bytes: Flatbuffer bytes of the int8 model.
+        sram_bytes: TFLite Micro arena: `activation_bytes` + `persistent_bytes`.
+        activation_bytes: Largest inputs + outputs of one operator.
+        persistent_bytes: TFLite Micro's persistent allocations.
+    """
+
+    ops: object
+    flash_bytes: object
+    sram_bytes: object
+    activation_bytes: object
+    persistent_bytes: object
+
+    def latency_ms(self, device, backbone="default"):
+        """Latency on `device` (a `Device`) from ops / its throughput for `backbone`."""
+        return device.latency_ms(self.ops, backbone)
+
+    def numpy(self):
+        """The costs as Python floats."""
+        return Costs(*(float(tf.convert_to_tensor(v)) for v in _values(self)))
+
+
+def _tensor_flash(params):
+    return params + FLASH_PER_TENSOR
+
+
+def _layer_node(in_bytes, out_info, ops, weights=0.0, channels=0.0, tensors=1):
+    """A TFLite operator with `weights` int8 weights and `channels` per-channel biases."""
+    flash = FLASH_PER_OPERATOR + tensors * FLASH_PER_TENSOR
+    persistent = PERSISTENT_PER_OPERATOR + tensors * PERSISTENT_PER_TENSOR
+    if channels is not None and not (isinstance(channels, float) and channels == 0.0):
+        # Weights, bias (int32) and their per-channel quantization parameters.
+        flash += weights + 4 * channels + 2 * QUANT_PARAM_BYTES * channels + 2 * FLASH_PER_TENSOR
+        persistent += PERSISTENT_PER_CHANNEL * channels + 2 * PERSISTENT_PER_TENSOR
+    return Node(ops=ops, flash=flash, sram=in_bytes + out_info.bytes, persistent=persistent)
+
+
+def _spatial(shape):
+    return float(np.prod(shape[:-1], dtype=np.int64))
+
+
+def _conv_rule(kernel_size, groups_depthwise=False):
+    def node(in_info, out_shape, out_width):
+        out = Info(out_shape, out_width)
+        kh, kw = kernel_size
+        if groups_depthwise:
+            macs = _spatial(out_shape) * kh * kw * in_info.width
+            weights = kh * kw * in_info.width
+        else:
+            macs = _spatial(out_shape) * kh * kw * in_info.width * out_width
+            weights = kh * kw * in_info.width * out_width
+        return _layer_node(in_info.bytes, out, 2 * macs, weights, out_width)
+    return node
+
+
+def _searchable_conv(layer, inputs, out_shape):
+    width = layer.expected_width()
+    return width, [_conv_rule(layer.kernel_size)(inputs[0], out_shape, width)]
+
+
+def _searchable_ds(layer, inputs, out_shape):
+    (x,) = inputs
+    mid_shape = tuple(out_shape[:-1]) + (x.shape[-1],)
+    depthwise = _conv_rule(layer.kernel_size, groups_depthwise=True)(x, mid_shape, x.width)
+    width = layer.expected_width()
+    pointwise = _conv_rule((1, 1))(Info(mid_shape, x.width), out_shape, width)
+    return width, [depthwise, pointwise]
+
+
+def _searchable_dense(layer, inputs, out_shape):
+    width = layer.expected_width()
+    (x,) = inputs
+    out = Info(out_shape, width)
+    return width, [_layer_node(x.bytes, out, 2 * x.width * width, x.width * width, width)]
+
+
+def _searchable_skip(layer, inputs, out_shape):
+    (x,) = inputs
+    p_skip, p_keep = tf.unstack(layer.probabilities())
+    width, block_nodes = layer_costs(layer.layer, inputs, out_shape)
+    nodes = [n.scaled(p_keep) for n in block_nodes]
+    if layer.downsamples:
+        pooled = Info(tuple(out_shape[:-1]) + (x.shape[-1],), x.width)
+        pool = _pooling_node(x, pooled, layer.pool_size)
+        nodes.append(pool.scaled(p_skip))
+    return p_skip * x.width + p_keep * width, nodes
+
+
+def _pooling_node(x, out, pool_size):
+    return _layer_node(x.bytes, out, out.bytes * pool_size[0] * pool_size[1], channels=0.0)
+
+
+def _plain_conv(layer, inputs, out_shape):
+    (x,) = inputs
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        width = x.width * layer.depth_multiplier
+        node = _conv_rule(layer.kernel_size, groups_depthwise=layer.depth_multiplier == 1)
+        return width, [node(x, out_shape, width)]
+    if layer.groups != 1:
+        raise errors.UnsupportedLayerError(
+            f"Layer {layer.name!r} (Conv2D with groups={layer.groups}) has no cost rule: "
+            f"TFLite Micro runs grouped convolutions poorly; use groups=1 or a depthwise conv.")
+    width = float(layer.filters)
+    return width, [_conv_rule(layer.kernel_size)(x, out_shape, width)]
+
+
+def _plain_dense(layer, inputs, out_shape):
+    (x,) = inputs
+    width = float(layer.units)
+    out = Info(out_shape, width)
+    return width, [_layer_node(x.bytes, out, 2 * x.width * width, x.width * width, width)]
+
+
+def _passthrough(layer, inputs, out_shape):
+    return inputs[0].width, []
+
+
+def _pooling(layer, inputs, out_shape):
+    (x,) = inputs
+    out = Info(out_shape, x.width)
+    return x.width, [_pooling_node(x, out, layer.pool_size)]
+
+
+def _global_pooling(layer, inputs, out_shape):
+    (x,) = inputs
+    out = Info(tuple(out_shape), x.width)
+    return x.width, [_layer_node(x.bytes, out, x.bytes, channels=0.0)]
+
+
+def _elementwise(layer, inputs, out_shape):
+    widths = [x.width for x in inputs]
+    width = widths[0]
+    for w in widths[1:]:
+        width = tf.maximum(width, w)
+    out = Info(out_shape, width)
+    in_bytes = sum(x.bytes for x in inputs)
+    return width, [_layer_node(in_bytes, out, out.bytes, channels=0.0, tensors=1)]
+
+
+def _concatenate(layer, inputs, out_shape):
+    width = sum(x.width for x in inputs)
+    out = Info(out_shape, width)
+    return width, [_layer_node(sum(x.bytes for x in inputs), out, 0.0, channels=0.0)]
+
+
+def _reshape(layer, inputs, out_shape):
+    (x,) = inputs
+    # The channels of the flattened tensor are all of the input's elements.
+    width = x.bytes / _spatial(out_shape) if len(out_shape) > 1 else x.bytes
+    out = Info(out_shape, width)
+    return width, [_layer_node(x.bytes, out, 0.0, channels=0.0)]
+
+
+def _softmax(layer, inputs, out_shape):
+    (x,) = inputs
+    out = Info(out_shape, x.width)
+    return x.width, [_layer_node(x.bytes, out, out.bytes, channels=0.0)]
+
+
+def _activation(layer, inputs, out_shape):
+    if getattr(layer, "activation", None) is keras.activations.softmax:
+        return _softmax(layer, inputs, out_shape)
+    return _passthrough(layer, inputs, out_shape)
+
+
+COST_RULES = {
+    layers.SearchableConv2D: _searchable_conv,
+    layers.SearchableDepthwiseSeparable: _searchable_ds,
+    layers.SearchableDense: _searchable_dense,
+    layers.SearchableSkip: _searchable_skip,
+    keras.layers.Conv2D: _plain_conv,
+    keras.layers.DepthwiseConv2D: _plain_conv,
+    keras.layers.Dense: _plain_dense,
+    keras.layers.BatchNormalization: _passthrough,  # Folded into the conv before it.
+    keras.layers.ReLU: _passthrough,  # Fused into the operator before it.
+    keras.layers.Activation: _activation,
+    keras.layers.Dropout: _passthrough,
+    keras.layers.AveragePooling2D: _pooling,
+    keras.layers.MaxPooling2D: _pooling,
+    keras.layers.GlobalAveragePooling2D: _global_pooling,
+    keras.layers.GlobalMaxPooling2D: _global_pooling,
+    keras.layers.Add: _elementwise,
+    keras.layers.Multiply: _elementwise,
+    keras.layers.Concatenate: _concatenate,
+    keras.layers.Flatten: _reshape,
+    keras.layers.Reshape: _reshape,
+    keras.layers.Softmax: _softmax,
+}
+
+
+def register_cost(layer_class, rule):
+    """Registers the cost rule of a layer class.
+
+    Args:
+        layer_class: A Keras layer class.
+        rule: `rule(layer, inputs, out_shape) -> (out_width, [Node, ...])`, where `inputs` are
+            `Info`s and `out_shape` the static output shape without the batch axis.
+    """
+    COST_RULES[layer_class] = rule
+
+
+def layer_costs(layer, inputs, out_shape):
+    """Output width and operator costs of one layer call."""
+    for cls in type(layer).__mro__:
+        if cls in COST_RULES:
+            return COST_RULES[cls](layer, inputs, tuple(out_shape))
+    raise errors.UnsupportedLayerError(
+        f"Layer {layer.name!r} of type {type(layer).__name__} has no cost rule: use one of "
+        f"{sorted(c.__name__ for c in COST_RULES)}, or add one with `mnas.costs.register_cost`.")
+
+
+def _shape(shape):
+    shape = tf.TensorShape(shape).as_list()[1:]
+    if any(d is None for d in shape):
+        raise errors.UnsupportedLayerError(
+            f"Invalid model for costing: expected static shapes besides the batch axis, "
+            f"received {shape}.")
+    return tuple(shape)
+
+
+def _walk(model, inputs):
+    """Yields the operators of `model` called on `inputs` (Infos); returns output Infos."""
+    if not isinstance(model, keras.Model) or not model._is_graph_network:  # noqa: SLF001
+        raise errors.UnsupportedLayerError(
+            f"Invalid model for costing: expected a functional or Sequential Keras model with "
+            f"known input shapes, received {type(model).__name__} {model.name!r}.")
+    tensors = {}
+    for layer_input, info in zip(model.inputs, inputs):
+        tensors[id(layer_input)] = info
+    nodes = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        inbound = [n for n in layer.inbound_nodes if all(
+            id(t) in tensors for t in tf.nest.flatten(n.input_tensors))]
+        if len(inbound) != 1:
+            raise errors.UnsupportedLayerError(
+                f"Layer {layer.name!r} is called {len(inbound)} times in model {model.name!r}: "
+                f"mnas costs layers called once.")
+        node = inbound[0]
+        in_infos = [tensors[id(t)] for t in tf.nest.flatten(node.input_tensors)]
+        outputs = tf.nest.flatten(node.output_tensors)
+        if isinstance(layer, keras.Model):
+            out_infos, sub_nodes = _walk(layer, in_infos)
+            nodes.extend(sub_nodes)
+        else:
+            width, layer_nodes = layer_costs(layer, in_infos, _shape(outputs[0].shape))
+            nodes.extend(layer_nodes)
+            out_infos = [Info(_shape(outputs[0].shape), width)]
+        for tensor, info in zip(outputs, out_infos):
+            tensors[id(tensor)] = info
+    return [tensors[id(t)] for t in model.outputs], nodes
+
+
+def expected_costs(model):
+    """Expected ops, flash and SRAM of `model`, differentiable in its architecture logits.
+
+    Args:
+        model: A functional or Sequential Keras model with known input shapes, built from mnas
+            searchable layers and the Keras layers in `COST_RULES` (nested models allowed).
+
+    Returns:
+        A `Costs` of scalar tensors.
+
+    Raises:
+        UnsupportedLayerError: A layer has no cost rule, or the model is not a graph network.
+    """
+    inputs = [Info(_shape(t.shape), float(t.shape[-1])) for t in model.inputs]
+    _, nodes = _walk(model, inputs)
+    input_tensors = len(inputs)
+    ops = tf.add_n([tf.convert_to_tensor(n.ops, tf.float32) for n in nodes])
+    flash = FLASH_PER_MODEL + input_tensors * FLASH_PER_TENSOR + tf.add_n(
+        [tf.convert_to_tensor(n.flash, tf.float32) for n in nodes])
+    activations = tf.reduce_max(tf.stack([tf.convert_to_tensor(n.sram, tf.float32)
+                                          for n in nodes]))
+    persistent = PERSISTENT_PER_MODEL + input_tensors * PERSISTENT_PER_TENSOR + tf.add_n(
+        [tf.convert_to_tensor(n.persistent, tf.float32) for n in nodes])
+    return Costs(ops, flash, activations + persistent, activations, persistent)
+
+
+def minimum_costs(model):
+    """Costs of the smallest architecture of a supernet: narrowest widths, blocks skipped.
+
+    Every cost grows with widths and kept blocks, so this is the least each can be.
+    """
+    searchable = layers.searchable_layers(model)
+    saved = [keras.backend.get_value(layer.alpha) for layer in searchable]
+    try:
+        for layer in searchable:
+            logits = np.full(layer.num_options, -30.0, dtype="float32")
+            logits[0] = 30.0  # Option 0: the narrowest width, or "skip".
+            layer.alpha.assign(logits)
+        return expected_costs(model).numpy()
+    finally:
+        for layer, value in zip(searchable, saved):
+            layer.alpha.assign(value)

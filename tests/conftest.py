@@ -1,0 +1,19 @@
+import numpy as np
+import pytest
+
+import mnas  # noqa: F401  (Keras 2 before TensorFlow)
+import tf_keras as keras
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    """Seeds Python, NumPy and TensorFlow for every test."""
+    keras.utils.set_random_seed(0)
+    keras.backend.clear_session()
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

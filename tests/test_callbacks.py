@@ -1,0 +1,144 @@
+import json
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import mnas
+from mnas import arch, callbacks, errors, export, search_spaces, tflm
+
+
+def task(rng, n=480):
+    """Learnable: the class sets which quarter of a 16x16 input is brighter."""
+    y = rng.integers(0, 4, size=n)
+    x = rng.normal(size=(n, 16, 16, 1)).astype("float32")
+    for c in range(4):
+        r, col = divmod(c, 2)
+        x[y == c, r * 8:(r + 1) * 8, col * 8:(col + 1) * 8, 0] += 1.0
+    return x, y
+
+
+def space():
+    return search_spaces.SearchSpace("toy", (16, 16, 1), 4, (3, 3), (1, 2), max_width=48,
+                                     steps=12, dropout=0.0)
+
+
+def search(x, y, regularizer=None, epochs=6):
+    keras.utils.set_random_seed(0)
+    model = space().build()
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=epochs, verbose=0,
+                        callbacks=[regularizer] if regularizer else [])
+    return model, history
+
+
+def measured_arena(model, x):
+    return tflm.arena_usage(export.convert_int8(arch.build(arch.derive(model)), x[:8],
+                                                num_samples=8)).total_bytes
+
+
+def test_a_tight_sram_target_is_met_and_without_it_the_model_is_larger(rng):
+    x, y = task(rng)
+    free, _ = search(x, y)
+    free_arena = measured_arena(free, x)
+    target = 0.75 * free_arena
+    tight, history = search(x, y, callbacks.ResourceRegularizer(sram_bytes=target))
+    tight_arena = measured_arena(tight, x)
+    assert tight_arena <= target < free_arena
+    assert history.history["expected_sram_bytes"][-1] <= target
+    assert history.history["strength_sram"][-1] > 0
+
+
+def test_figures_reach_the_logs_and_csv_logger(rng, tmp_path):
+    x, y = task(rng, 96)
+    regularizer = callbacks.ResourceRegularizer(device="STM32F446RE", latency_ms=5.0)
+    csv = tmp_path / "log.csv"
+    model = space().build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=1, verbose=0,
+                        callbacks=[regularizer, keras.callbacks.CSVLogger(str(csv))])
+    for key in ("expected_sram_bytes", "expected_flash_bytes", "expected_ops",
+                "expected_latency_ms", "strength_sram", "strength_flash", "strength_latency"):
+        assert key in history.history
+        assert key in csv.read_text().splitlines()[0]
+    c = mnas.expected_costs(model).numpy()
+    assert history.history["expected_ops"][-1] == pytest.approx(c.ops, rel=0.05)
+
+
+def test_warmup_freezes_the_architecture_and_the_temperature_anneals(rng):
+    x, y = task(rng, 96)
+    model = space().build()
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    regularizer = callbacks.ResourceRegularizer(sram_bytes=1e6, warmup_epochs=1,
+                                                temperature=(4.0, 1.0))
+    searchable = mnas.searchable_layers(model)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(([layer.alpha.numpy().copy() for layer in searchable],
+                         float(searchable[0].temperature.numpy())))
+
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[regularizer, Probe()])
+    assert all(np.all(a == 0) for a in seen[0][0])  # Warm-up: logits untouched.
+    assert any(np.any(a != 0) for a in seen[2][0])
+    assert [t for _, t in seen] == pytest.approx([4.0, 4.0, 1.0])
+
+
+def test_the_callback_can_be_reused_across_fits(rng):
+    x, y = task(rng, 64)
+    model = space().build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    regularizer = callbacks.ResourceRegularizer(flash_bytes=1e5)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[regularizer])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[regularizer])
+    assert len(model.losses) == 1
+
+
+def test_architecture_logger_writes_one_record_per_epoch(rng, tmp_path):
+    x, y = task(rng, 64)
+    model = space().build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    path = tmp_path / "arch.jsonl"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.ArchitectureLogger(str(path))])
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert set(records[0]["probabilities"]) == {"stem", "skip0", "ds0", "skip1", "ds1"}
+    assert sum(records[1]["probabilities"]["stem"]) == pytest.approx(1.0)
+
+
+def test_an_unreachable_budget_names_the_smallest_cost(rng):
+    x, y = task(rng, 32)
+    model = space().build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    smallest = mnas.minimum_costs(model).sram_bytes
+    with pytest.raises(errors.BudgetUnreachableError,
+                       match=rf"Invalid sram target: 1000 bytes is below the smallest sram any "
+                             rf"architecture of this supernet needs, {smallest:.0f} bytes"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.ResourceRegularizer(sram_bytes=1000)])
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({}, ValueError, r"expected a `device` or at least one of `sram_bytes`, `flash_bytes`, "
+                     r"`latency_ms`, received none"),
+    ({"sram_bytes": -3}, ValueError,
+     r"Invalid value for `sram_bytes`: expected a positive number of bytes, received -3"),
+    ({"latency_ms": 10}, ValueError, r"a `latency_ms` target needs a device"),
+    ({"device": "ESP32"}, errors.UnknownNameError, r"Invalid value for `device`: expected one of"),
+    ({"sram_bytes": 1, "warmup_epochs": -1}, ValueError, r"`warmup_epochs`: expected an int >= 0"),
+    ({"sram_bytes": 1, "temperature": (1, 2, 3)}, ValueError,
+     r"`temperature`: expected a number or a pair"),
+])
+def test_bad_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        callbacks.ResourceRegularizer(**kwargs)
+
+
+def test_a_model_without_searchable_layers_is_refused(rng):
+    x, y = task(rng, 32)
+    plain = arch.build(space().extreme(smallest=False))
+    plain.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"expected a model with mnas searchable layers"):
+        plain.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.ResourceRegularizer(sram_bytes=1e5)])

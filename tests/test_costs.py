@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import mnas
+from mnas import arch, costs, errors, estimate, export, search_spaces, tflm
+
+
+def converted(model, rng):
+    """The int8 flatbuffer of `model` with trained-like batch-norm statistics.
+
+    Fresh batch norms fold into all-zero biases, which the converter stores once; trained
+    models have distinct biases, one buffer each.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+    x = rng.normal(size=(8,) + tuple(model.input_shape[1:])).astype("float32")
+    return export.convert_int8(model, x, num_samples=8)
+
+
+@pytest.fixture(scope="module")
+def kws_space():
+    return search_spaces.get("kws", max_width=96, num_blocks=4)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_one_hot_costs_match_the_converter_and_the_interpreter(kws_space, seed):
+    supernet = kws_space.build()
+    arch.random_one_hot(supernet, np.random.default_rng(seed))
+    expected = costs.expected_costs(supernet).numpy()
+    plain = arch.build(arch.derive(supernet))
+    data = converted(plain, np.random.default_rng(0))
+    measured = tflm.arena_usage(data)
+    # Ops: exactly those counted from the converted flatbuffer's operators.
+    assert expected.ops == estimate.estimate_tflite(data).ops
+    assert expected.flash_bytes == pytest.approx(len(data), rel=0.05)
+    assert expected.sram_bytes == pytest.approx(measured.total_bytes, rel=0.05)
+    assert expected.activation_bytes == pytest.approx(measured.planned_bytes, rel=0.02)
+
+
+def test_micronet_costs_match_the_converter_and_the_interpreter():
+    plain = arch.build(arch.get_architecture("micronet_kws_s"))
+    data = converted(plain, np.random.default_rng(0))
+    expected = costs.expected_costs(plain).numpy()
+    assert expected.ops == estimate.estimate_tflite(data).ops
+    assert expected.flash_bytes == pytest.approx(len(data), rel=0.05)
+    assert expected.sram_bytes == pytest.approx(tflm.arena_usage(data).total_bytes, rel=0.05)
+    # MicroNets table 4 gives 16.4 Mops for this model.
+    assert expected.ops == pytest.approx(16.4e6, rel=0.03)
+
+
+def test_costs_are_differentiable_in_every_logit(kws_space):
+    supernet = kws_space.build()
+    searchable = mnas.searchable_layers(supernet)
+    with tf.GradientTape(persistent=True) as tape:
+        c = costs.expected_costs(supernet)
+    for value in (c.ops, c.flash_bytes, c.sram_bytes):
+        grads = tape.gradient(value, [layer.alpha for layer in searchable])
+        assert all(g is not None for g in grads)
+    ops_grads = tape.gradient(c.ops, [layer.alpha for layer in searchable])
+    assert all(np.any(g.numpy() != 0) for g in ops_grads)
+
+
+def test_expected_costs_grow_with_width(kws_space):
+    supernet = kws_space.build()
+    low = costs.minimum_costs(supernet)
+    for layer in mnas.searchable_layers(supernet):
+        layer.alpha.assign(np.eye(layer.num_options, dtype="float32")[-1] * 30)
+    high = costs.expected_costs(supernet).numpy()
+    assert low.ops < high.ops and low.flash_bytes < high.flash_bytes
+    assert low.sram_bytes < high.sram_bytes
+
+
+def test_latency_is_ops_over_throughput():
+    plain = arch.build(arch.get_architecture("micronet_kws_m"))
+    c = costs.expected_costs(plain).numpy()
+    device = mnas.get_device("STM32F746ZG")
+    assert c.latency_ms(device, "ds_cnn") == pytest.approx(c.ops / 185e3)
+
+
+def test_a_layer_without_a_cost_rule_is_named():
+    inputs = keras.Input((10, 4))
+    outputs = keras.layers.LSTM(4, name="my_lstm")(inputs)
+    with pytest.raises(errors.UnsupportedLayerError,
+                       match=r"Layer 'my_lstm' of type LSTM has no cost rule: use one of .*"
+                             r"`mnas.costs.register_cost`"):
+        costs.expected_costs(keras.Model(inputs, outputs))
+
+
+def test_register_cost_adds_a_rule():
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    inputs = keras.Input((4, 4, 2))
+    model = keras.Model(inputs, Scale()(inputs))
+    costs.register_cost(Scale, lambda layer, inputs, shape: (inputs[0].width, [
+        costs.Node(ops=32.0, sram=64.0)]))
+    try:
+        assert costs.expected_costs(model).numpy().ops == 32.0
+    finally:
+        del costs.COST_RULES[Scale]
