@@ -19,11 +19,19 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
         stacklevel=2,
     )
 
-from mnas import arch, costs, devices, errors, layers, search_spaces, tflm  # noqa: E402
+from mnas import arch, costs, devices, errors, export, layers, search_spaces, tflm  # noqa: E402
 from mnas.arch import ArchSpec, build, derive, get_architecture  # noqa: E402
 from mnas.callbacks import ArchitectureLogger, ResourceRegularizer  # noqa: E402
 from mnas.costs import Costs, expected_costs, minimum_costs, register_cost  # noqa: E402
 from mnas.devices import Device, get_device, load_device  # noqa: E402
+from mnas.export import (  # noqa: E402
+    check_fit,
+    convert_int8,
+    quantize_qat,
+    verify,
+    write_c_sources,
+    write_report,
+)
 from mnas.layers import (  # noqa: E402
     SearchableConv2D,
     SearchableDense,
@@ -47,19 +55,26 @@ __all__ = [
     "SearchableSkip",
     "arch",
     "build",
+    "check_fit",
+    "convert_int8",
     "costs",
     "derive",
     "devices",
     "errors",
     "expected_costs",
+    "export",
     "get_architecture",
     "get_device",
     "layers",
     "load_device",
     "minimum_costs",
+    "quantize_qat",
     "register_cost",
     "search_spaces",
     "searchable_layers",
     "tflm",
+    "verify",
     "width_choices",
+    "write_c_sources",
+    "write_report",
 ]

@@ -1,0 +1,742 @@
+"""From a trained plain Keras model to a verified int8 TFLite Micro deployment.
+
+- `quantize_qat` fine-tunes a quantization-aware copy of the model (tensorflow-model-optimization);
+- `convert_int8` converts a plain (post-training quantization) or QAT model to a full-int8
+  flatbuffer: int8 input and output, per-channel convolution weights;
+- `write_c_sources` writes `model.tflite`, `model_data.cc` and `model_data.h` for firmware;
+- `verify` runs the int8 model in the TFLite Micro interpreter over a test set and compares it
+  with the float model and with TensorFlow Lite's own interpreter;
+- `check_fit` checks the measured arena and the model size against a device;
+- `write_report` writes `report.json` and `report.md`.
+
+Layers that tensorflow-model-optimization cannot quantize or TFLite Micro cannot run are
+refused with an `UnsupportedLayerError` before any training or conversion starts.
+
+Example:
+
+>>> import numpy as np
+>>> import mnas
+>>> import tf_keras as keras
+>>> from mnas import export
+>>> x = np.random.default_rng(0).normal(size=(64, 8, 4, 1)).astype("float32")
+>>> y = (x.mean(axis=(1, 2, 3)) > 0).astype("int32")
+>>> model = keras.Sequential([keras.Input((8, 4, 1)), keras.layers.Flatten(),
+...                           keras.layers.Dense(2), keras.layers.Softmax()])
+>>> data = export.convert_int8(model, x)  # post-training quantization
+>>> result = export.verify(data, x, y, float_model=model)
+>>> result.max_diff_steps <= 1
+True
+>>> export.check_fit(data, "STM32F446RE").fits
+True
+"""
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import warnings
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+from mnas import devices, errors, estimate, tflm
+
+# Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
+# converted operators TFLite Micro runs in int8.
+SUPPORTED_LAYERS = (
+    "InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Activation",
+    "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Add", "Dropout",
+    "Flatten", "Reshape", "ZeroPadding2D", "Softmax",
+)
+# Activation functions allowed in a layer's `activation` argument (QAT wraps them) and in an
+# `Activation` layer (which also takes relu6). tanh would quantize and run too, but
+# `mnas.estimate` counts no TANH operator.
+LAYER_ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")
+ACTIVATIONS = LAYER_ACTIVATIONS + ("relu6",)
+
+_RECURRENT = "a stack of Conv2D / DepthwiseConv2D blocks over the time axis (as in DS-CNN)"
+_ALTERNATIVES = {
+    "LSTM": _RECURRENT, "GRU": _RECURRENT, "SimpleRNN": _RECURRENT, "RNN": _RECURRENT,
+    "Bidirectional": _RECURRENT, "ConvLSTM2D": _RECURRENT,
+    "Lambda": "a built-in Keras layer (e.g. ReLU, Add, Reshape) instead of the Lambda",
+    "SeparableConv2D": "DepthwiseConv2D followed by a 1x1 Conv2D",
+    "Conv1D": "Conv2D with a (k, 1) kernel on a (time, 1, channels) input",
+    "LayerNormalization": "BatchNormalization",
+    "GlobalMaxPooling2D": "GlobalAveragePooling2D",
+    "LeakyReLU": "ReLU", "PReLU": "ReLU", "ELU": "ReLU",
+}
+_SEARCHABLE = ("a plain Keras model derived from the supernet (searchable layers are never "
+               "converted)")
+_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+REPRESENTATIVE_SAMPLES = 200
+
+
+def check_layers(model, for_qat=False):
+    """Raises `UnsupportedLayerError` for the first layer mnas cannot quantize and deploy.
+
+    Args:
+        model: A Keras model (Sequential or Functional; nested models are searched too).
+        for_qat: Whether the model is about to be wrapped for quantization-aware training,
+            which does not accept nested models. Defaults to `False`.
+
+    Raises:
+        UnsupportedLayerError: Naming the layer, its type, and what to use instead.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Invalid value for `model`: expected a tf_keras Model, received "
+            f"{type(model).__name__}.")
+    if len(model.inputs or ()) != 1 or len(model.outputs or ()) != 1:
+        raise errors.UnsupportedLayerError(
+            f"Invalid value for `model`: expected one input and one output, received "
+            f"{len(model.inputs or ())} inputs and {len(model.outputs or ())} outputs.")
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, keras.Model):
+            if for_qat:
+                raise errors.UnsupportedLayerError(
+                    f"Layer {layer.name!r} ({kind}) is a nested model, which quantization-aware "
+                    f"training cannot wrap; use its layers directly in the outer model.")
+            check_layers(layer)
+            continue
+        if kind not in SUPPORTED_LAYERS:
+            instead = _SEARCHABLE if kind.startswith("Searchable") else _ALTERNATIVES.get(
+                kind, f"one of {', '.join(SUPPORTED_LAYERS)}")
+            raise errors.UnsupportedLayerError(
+                f"Layer {layer.name!r} ({kind}) cannot be quantized to int8 for TFLite Micro; "
+                f"use {instead}.")
+        if for_qat and kind == "BatchNormalization":
+            _check_folded(layer)
+        allowed = ACTIVATIONS if kind == "Activation" else LAYER_ACTIVATIONS
+        activation = getattr(getattr(layer, "activation", None), "__name__", None)
+        if hasattr(layer, "activation") and activation not in allowed:
+            relu6 = "" if kind == "Activation" else " (relu6 as a separate ReLU(6.0) layer)"
+            raise errors.UnsupportedLayerError(
+                f"Layer {layer.name!r} ({kind}) has activation {activation or layer.activation!r}"
+                f", which cannot be quantized to int8 for TFLite Micro; use one of "
+                f"{allowed}{relu6}.")
+
+
+def _check_folded(layer):
+    """QAT folds BatchNormalization only into the Conv2D, DepthwiseConv2D or Dense before it."""
+    for node in layer.inbound_nodes:
+        before = node.inbound_layers
+        name = getattr(getattr(before, "activation", None), "__name__", None)
+        if type(before).__name__ not in ("Conv2D", "DepthwiseConv2D", "Dense") or (
+                name != "linear"):
+            raise errors.UnsupportedLayerError(
+                f"Layer {layer.name!r} (BatchNormalization) follows "
+                f"{getattr(before, 'name', before)!r} ({type(before).__name__}), which "
+                f"quantization-aware training cannot fold it into; put it directly after a "
+                f"Conv2D, DepthwiseConv2D or Dense layer without activation.")
+
+
+def _training_arrays(data, what):
+    """(x, y) from a tuple of arrays, or None for a tf.data.Dataset."""
+    if isinstance(data, tf.data.Dataset):
+        return None
+    if isinstance(data, tuple) and len(data) == 2:
+        return np.asarray(data[0], dtype=np.float32), np.asarray(data[1])
+    raise ValueError(
+        f"Invalid value for `{what}`: expected an (x, y) tuple of arrays or a tf.data.Dataset "
+        f"of (x, y) batches, received {type(data).__name__}.")
+
+
+def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, metrics=None,
+                 learning_rate=1e-4, batch_size=32, callbacks=None, verbose=0):
+    """Fine-tunes a quantization-aware copy of `model` (tfmot's default 8-bit scheme).
+
+    Args:
+        model: A trained plain Keras model; it is not changed.
+        train_data: An (x, y) tuple of arrays, or a tf.data.Dataset of (x, y) batches.
+        epochs: Fine-tuning epochs, at least 1 (the quantization ranges are learnt from data).
+        validation_data: Same forms as `train_data`. Defaults to `None`.
+        loss: Training loss. Defaults to the loss `model` was compiled with.
+        metrics: Metrics to compile the QAT model with. Defaults to `None` (the loss only).
+        learning_rate: Adam learning rate; fine-tuning wants a small one. Defaults to `1e-4`.
+        batch_size: Batch size when `train_data` is arrays. Defaults to `32`.
+        callbacks: Keras callbacks for `fit`. Defaults to `None`.
+        verbose: Keras `fit` verbosity. Defaults to `0`.
+
+    Returns:
+        The fine-tuned QAT model, ready for `convert_int8`.
+
+    Raises:
+        UnsupportedLayerError: `model` holds a layer that cannot be quantized.
+    """
+    check_layers(model, for_qat=True)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"Invalid value for `epochs`: expected a whole number of at least 1, received "
+            f"{epochs!r}.")
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError(
+            "Invalid value for `loss`: expected a Keras loss (or a compiled `model`), received "
+            "None and an uncompiled model.")
+    arrays = _training_arrays(train_data, "train_data")
+    if validation_data is not None:
+        _training_arrays(validation_data, "validation_data")
+    qat_model = tfmot.quantization.keras.quantize_model(model)
+    qat_model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                      metrics=metrics)
+    if arrays is None:
+        qat_model.fit(train_data, epochs=epochs, validation_data=validation_data,
+                      callbacks=callbacks, verbose=verbose)
+    else:
+        qat_model.fit(*arrays, batch_size=batch_size, epochs=epochs, shuffle=True,
+                      validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+    return qat_model
+
+
+def _representative_samples(data, num_samples):
+    """Up to `num_samples` single float samples, each with a batch axis of 1."""
+    if isinstance(data, tf.data.Dataset):
+        samples = []
+        for batch in data:
+            x = batch[0] if isinstance(batch, tuple) else batch
+            samples.extend(np.asarray(x, dtype=np.float32))
+            if len(samples) >= num_samples:
+                break
+        x = np.stack(samples[:num_samples]) if samples else np.zeros((0,))
+    else:
+        if isinstance(data, tuple) and len(data) == 2:
+            data = data[0]
+        x = np.asarray(data, dtype=np.float32)
+        if len(x) > num_samples:
+            # A fixed draw keeps conversions reproducible while covering the whole set.
+            keep = np.random.default_rng(0).choice(len(x), num_samples, replace=False)
+            x = x[np.sort(keep)]
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(
+            f"Invalid value for `representative_data`: expected a non-empty batch of input "
+            f"samples, received an array of shape {x.shape}.")
+    return x[:, None]
+
+
+def convert_int8(model, representative_data, *, num_samples=REPRESENTATIVE_SAMPLES):
+    """Converts a plain or QAT Keras model to a full-int8 TFLite flatbuffer.
+
+    A plain float model is quantized after training (PTQ) with ranges calibrated on
+    `representative_data`; a QAT model brings its own ranges, and the converter still
+    needs the representative data to quantize the input and output.
+
+    Args:
+        model: A plain Keras model, or one returned by `quantize_qat`.
+        representative_data: Inputs drawn from the training data: an array of samples, an
+            (x, y) tuple, or a tf.data.Dataset of x or (x, y) batches.
+        num_samples: How many samples calibrate the ranges. Defaults to `200`.
+
+    Returns:
+        The flatbuffer bytes: int8 input and output, int8 weights (per output channel for
+        convolutions), int32 biases.
+
+    Raises:
+        UnsupportedLayerError: `model` holds a layer that cannot be quantized.
+    """
+    if not _is_qat(model):
+        check_layers(model)
+    samples = _representative_samples(representative_data, num_samples)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s] for s in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def _is_qat(model):
+    return isinstance(model, keras.Model) and any(
+        isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) for layer in model.layers)
+
+
+def _tflite_interpreter(data):
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter warns that it moves to another package; it is still TensorFlow
+        # Lite's own interpreter here.
+        warnings.simplefilter("ignore")
+        # TFLite's built-in kernels, without the XNNPACK delegate: XNNPACK rounds its int8
+        # requantization differently (up to 4 steps apart from TFLite Micro on a DS-CNN),
+        # while the built-in kernels are the ones TFLite Micro's kernels are ported from.
+        interpreter = tf.lite.Interpreter(
+            model_content=data,
+            experimental_op_resolver_type=(
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorQuantization:
+    """How firmware feeds or reads a quantized tensor: q = round(x / scale) + zero_point."""
+
+    shape: tuple
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+def io_quantization(tflite_bytes):
+    """Returns the input's and the output's `TensorQuantization` of a TFLite model."""
+    interpreter = _tflite_interpreter(tflm.read_model(tflite_bytes))
+
+    def describe(details):
+        scale, zero = details["quantization"]
+        return TensorQuantization(tuple(int(d) for d in details["shape"]),
+                                  np.dtype(details["dtype"]).name, float(scale), int(zero))
+
+    return (describe(interpreter.get_input_details()[0]),
+            describe(interpreter.get_output_details()[0]))
+
+
+def write_atomic(path, data):
+    """Writes `data` (bytes or str) to `path` through a temporary file in the same directory."""
+    path = os.fspath(path)
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the outputs private to their owner
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _c_string(text):
+    out = []
+    for byte in str(text).encode():
+        char = chr(byte)
+        if char in '"\\' or not 32 <= byte < 127 or char == "?":
+            out.append(f"\\{byte:03o}")  # octal escapes never run into the next character
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _c_float(value):
+    return f"{np.float32(value).item():.9g}f"  # 9 digits round-trip a float32 exactly
+
+
+def write_c_sources(tflite_bytes, out_dir, name="model", labels=None):
+    """Writes `model.tflite`, `model_data.cc` and `model_data.h` for TFLite Micro firmware.
+
+    `model_data.cc` holds the flatbuffer as a 16-byte aligned
+    `const unsigned char g_<name>_model_data[]` with its length `g_<name>_model_data_size`,
+    the input's and output's scale and zero point, the input's shape, and the label names,
+    so firmware can quantize its features as the model expects.
+
+    Args:
+        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
+        out_dir: Output directory; created if missing.
+        name: C identifier part of the array names. Defaults to `"model"`.
+        labels: Class names in output order. Defaults to `None` (no label table).
+
+    Returns:
+        A dict with the paths written under the keys `tflite`, `cc` and `h`.
+
+    Raises:
+        InvalidModelFileError: `tflite_bytes` is not a TFLite flatbuffer.
+    """
+    data = tflm.read_model(tflite_bytes)
+    if not isinstance(name, str) or not _C_NAME.match(name):
+        raise ValueError(
+            f"Invalid value for `name`: expected a C identifier, received {name!r}.")
+    labels = [] if labels is None else [str(label) for label in labels]
+    source, output = io_quantization(data)
+    if labels and len(labels) != int(np.prod(output.shape[1:])):
+        raise ValueError(
+            f"Invalid value for `labels`: expected {int(np.prod(output.shape[1:]))} names, one "
+            f"per model output, received {len(labels)}.")
+    os.makedirs(out_dir, exist_ok=True)
+    g = f"g_{name}"
+    guard = f"MNAS_{name.upper()}_MODEL_DATA_H_"
+    header = f"""\
+// The int8 TFLite Micro model `{name}` and what firmware needs to feed it.
+// Quantize a feature x as q = clamp(round(x / {g}_input_scale) + {g}_input_zero_point,
+// -128, 127); read an output q as (q - {g}_output_zero_point) * {g}_output_scale.
+#ifndef {guard}
+#define {guard}
+
+extern const unsigned char {g}_model_data[];
+extern const unsigned int {g}_model_data_size;
+
+extern const float {g}_input_scale;
+extern const int {g}_input_zero_point;
+extern const int {g}_input_dims[];
+extern const int {g}_input_dims_count;
+
+extern const float {g}_output_scale;
+extern const int {g}_output_zero_point;
+
+extern const char* const {g}_labels[];
+extern const int {g}_label_count;
+
+#endif  // {guard}
+"""
+    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
+    body = ",\n    ".join(rows)
+    dims = ", ".join(str(d) for d in source.shape)
+    label_rows = "".join(f"    {_c_string(label)},\n" for label in labels)
+    label_table = (f"const char* const {g}_labels[] = {{\n{label_rows}}};\n" if labels
+                   else f"const char* const {g}_labels[] = {{nullptr}};\n")
+    source_text = f"""\
+// The int8 TFLite Micro model `{name}` ({len(data)} bytes) and its input and output
+// quantization. Generated by mnas from model.tflite.
+#include "model_data.h"
+
+// TFLite Micro reads the flatbuffer in place, which needs 16-byte alignment.
+alignas(16) const unsigned char {g}_model_data[] = {{
+    {body}
+}};
+const unsigned int {g}_model_data_size = {len(data)};
+
+const float {g}_input_scale = {_c_float(source.scale)};
+const int {g}_input_zero_point = {source.zero_point};
+const int {g}_input_dims[] = {{{dims}}};
+const int {g}_input_dims_count = {len(source.shape)};
+
+const float {g}_output_scale = {_c_float(output.scale)};
+const int {g}_output_zero_point = {output.zero_point};
+
+{label_table}const int {g}_label_count = {len(labels)};
+"""
+    return {
+        "tflite": write_atomic(os.path.join(out_dir, "model.tflite"), data),
+        "cc": write_atomic(os.path.join(out_dir, "model_data.cc"), source_text),
+        "h": write_atomic(os.path.join(out_dir, "model_data.h"), header),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """What `verify` measured.
+
+    Attributes:
+        metric: `accuracy` or `auc`.
+        int8: The metric of the int8 model run in TFLite Micro.
+        float: The metric of the float model, or None when none was given.
+        max_diff_steps: Largest difference between TFLite Micro's and TensorFlow Lite's raw
+            int8 outputs on the same inputs, in quantization steps.
+        mismatch_fraction: Fraction of output values where the two interpreters differ.
+        samples: Number of test samples.
+    """
+
+    metric: str
+    int8: float
+    float: float | None
+    max_diff_steps: int
+    mismatch_fraction: float
+    samples: int
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+
+def auc(labels, scores):
+    """Area under the ROC curve of `scores` for binary `labels` (1 = positive, anomalous)."""
+    from sklearn import metrics  # slow to import, and only anomaly detection needs it
+
+    return float(metrics.roc_auc_score(labels, scores))
+
+
+def _metric_value(metric, x, y, outputs):
+    outputs = outputs.reshape(len(outputs), -1)
+    if metric == "accuracy":
+        predicted = (outputs[:, 0] > 0.5) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+        return float(np.mean(predicted == y))
+    flat_x = x.reshape(len(x), -1)
+    if outputs.shape[1] == flat_x.shape[1]:  # an autoencoder: score = reconstruction error
+        return auc(y, np.mean((flat_x - outputs) ** 2, axis=1))
+    return auc(y, outputs[:, -1])
+
+
+def verify(tflite_bytes, x, y, float_model=None, metric="accuracy"):
+    """Runs the int8 model in TFLite Micro over a test set and checks it.
+
+    Args:
+        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
+        x: Float test inputs, shape (samples, ...) as the float model takes them.
+        y: Labels: class indices (or one-hot rows) for `accuracy`; 1 for anomalous and 0 for
+            normal for `auc`.
+        float_model: The float (or QAT) Keras model to compare with. Defaults to `None`.
+        metric: `accuracy` (argmax, or > 0.5 for one output), or `auc` for anomaly
+            detection: the score is the mean squared reconstruction error when the output is
+            as large as the input, else the last output. Defaults to `accuracy`.
+
+    Returns:
+        A `Verification`.
+    """
+    if metric not in ("accuracy", "auc"):
+        raise ValueError(
+            f"Invalid value for `metric`: expected 'accuracy' or 'auc', received {metric!r}.")
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if y.ndim == 2 and metric == "accuracy":
+        y = y.argmax(axis=1)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(
+            f"Invalid value for `y`: expected one label per sample of `x` ({len(x)}), received "
+            f"{len(y)}.")
+    data = tflm.read_model(tflite_bytes)
+    # A generous arena: MicroRunner's default (the measured total + 1 KiB) is too small for
+    # the memory planner's own scratch space on small models with many tensors.
+    runner = tflm.MicroRunner(data, arena_size=max(10 * len(data), 1 << 20))
+    x_q = runner.quantize(x)
+    micro_raw = runner.predict_raw(x_q)
+    interpreter = _tflite_interpreter(data)
+    source = interpreter.get_input_details()[0]
+    output = interpreter.get_output_details()[0]
+    lite_raw = []
+    for sample in x_q:
+        interpreter.set_tensor(source["index"], sample.reshape(source["shape"]))
+        interpreter.invoke()
+        lite_raw.append(interpreter.get_tensor(output["index"])[0].copy())
+    diff = np.abs(micro_raw.astype(np.int64) - np.stack(lite_raw).astype(np.int64))
+    float_value = None
+    if float_model is not None:
+        float_value = _metric_value(metric, x, y, np.asarray(
+            float_model.predict(x, batch_size=256, verbose=0), dtype=np.float32))
+    return Verification(metric, _metric_value(metric, x, y, runner.dequantize(micro_raw)),
+                        float_value, int(diff.max()), float(np.mean(diff > 0)), len(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """A model's measured needs against one device's memory and an optional latency budget.
+
+    The arena and the device's SRAM reserve must fit in its SRAM, the flatbuffer and the
+    flash reserve in its flash, and the estimated latency within `latency_budget_ms` if set.
+    """
+
+    device: str
+    sram_bytes: int
+    flash_bytes: int
+    sram_reserve_bytes: int
+    flash_reserve_bytes: int
+    arena_bytes: int
+    tflite_bytes: int
+    ops: int | None = None
+    latency_ms: float | None = None
+    latency_budget_ms: float | None = None
+
+    @property
+    def sram_used_bytes(self):
+        return self.arena_bytes + self.sram_reserve_bytes
+
+    @property
+    def flash_used_bytes(self):
+        return self.tflite_bytes + self.flash_reserve_bytes
+
+    @property
+    def failures(self):
+        """Why the model does not fit, one sentence each; empty when it fits."""
+        out = []
+        if self.sram_used_bytes > self.sram_bytes:
+            out.append(f"SRAM: arena {self.arena_bytes} + reserve {self.sram_reserve_bytes} = "
+                       f"{self.sram_used_bytes} bytes > {self.sram_bytes} bytes")
+        if self.flash_used_bytes > self.flash_bytes:
+            out.append(f"flash: model {self.tflite_bytes} + reserve {self.flash_reserve_bytes} "
+                       f"= {self.flash_used_bytes} bytes > {self.flash_bytes} bytes")
+        if self.latency_budget_ms is not None and (
+                self.latency_ms is None or self.latency_ms > self.latency_budget_ms):
+            estimate = "not estimated" if self.latency_ms is None else f"{self.latency_ms:.1f} ms"
+            out.append(f"latency: {estimate} > {self.latency_budget_ms} ms")
+        return out
+
+    @property
+    def fits(self):
+        return not self.failures
+
+    def to_json(self):
+        return dict(dataclasses.asdict(self), sram_used_bytes=self.sram_used_bytes,
+                    flash_used_bytes=self.flash_used_bytes, fits=self.fits,
+                    failures=self.failures)
+
+
+def _fit(device, arena_bytes, tflite_bytes, ops, backbone, latency_budget_ms):
+    device = devices.get_device(device)
+    latency = None if ops is None else float(device.latency_ms(ops, backbone))
+    return Fit(device.name, device.sram_bytes, device.flash_bytes, device.sram_reserve_bytes,
+               device.flash_reserve_bytes, int(arena_bytes), int(tflite_bytes),
+               None if ops is None else int(ops), latency, latency_budget_ms)
+
+
+def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="default",
+              latency_budget_ms=None):
+    """Checks a model against a device: arena + SRAM reserve <= SRAM, model + reserve <= flash.
+
+    Args:
+        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
+        device: A `Device`, a built-in device name, or the path of a JSON profile.
+        arena_bytes: The arena the model needs. Defaults to measuring it in TFLite Micro.
+        ops: Ops per inference (2 per multiply-accumulate), for the latency estimate.
+            Defaults to the count `mnas.estimate.estimate_tflite` makes from the flatbuffer.
+        backbone: The device throughput entry to estimate latency with. Defaults to
+            `"default"`.
+        latency_budget_ms: Latency the model must meet. Defaults to `None` (no latency check).
+
+    Returns:
+        A `Fit`; its `fits` is False, with `failures` saying why, when anything exceeds.
+
+    Raises:
+        UnknownOperatorError: `ops` is not given and the model holds an operator that
+            `mnas.estimate` has no count for.
+    """
+    data = tflm.read_model(tflite_bytes)
+    if arena_bytes is None:
+        arena_bytes = tflm.arena_usage(data).total_bytes
+    if ops is None:
+        ops = estimate.estimate_tflite(data).ops
+    return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms)
+
+
+def describe_model(model):
+    """A JSON-serialisable description of a Keras model: its layers, shapes and parameters."""
+    layers = [{"name": layer.name, "type": type(layer).__name__,
+               "output_shape": _shape(layer.output_shape),
+               "params": int(layer.count_params())} for layer in model.layers]
+    return {"name": model.name, "params": int(model.count_params()), "layers": layers}
+
+
+def _shape(shape):
+    if isinstance(shape, list):  # an InputLayer's, or a layer with several outputs
+        return _shape(shape[0]) if len(shape) == 1 else [_shape(s) for s in shape]
+    return [None if d is None else int(d) for d in shape]
+
+
+def write_report(out_dir, *, task, architecture, fit, verification, quantization=None,
+                 devices_to_compare=tuple(devices.BUILTIN), backbone="default", extra=None):
+    """Writes `report.json` and `report.md` for a deployed model.
+
+    Args:
+        out_dir: Output directory; created if missing.
+        task: Task name (`kws`, `vww`, `ad`, ...).
+        architecture: A Keras model (described layer by layer) or a JSON-serialisable dict
+            such as an architecture spec.
+        fit: The `Fit` from `check_fit` for the target device and budget.
+        verification: The `Verification` from `verify`.
+        quantization: How the model was quantized (`qat` or `ptq`). Defaults to `None`.
+        devices_to_compare: Devices to report latency and fit for, from the same measured
+            arena and size. Defaults to the built-in devices.
+        backbone: The device throughput entry for their latency estimates. Defaults to
+            `"default"`.
+        extra: More JSON-serialisable fields for `report.json`. Defaults to `None`.
+
+    Returns:
+        The report as a dict (the content of `report.json`).
+    """
+    if isinstance(architecture, keras.Model):
+        architecture = describe_model(architecture)
+    per_device = [_fit(d, fit.arena_bytes, fit.tflite_bytes, fit.ops, backbone,
+                       fit.latency_budget_ms) for d in devices_to_compare]
+    report = {
+        "task": task,
+        "device": fit.device,
+        "quantization": quantization,
+        "fits": fit.fits,
+        "failures": fit.failures,
+        "budget": {
+            "sram_bytes": fit.sram_bytes,
+            "flash_bytes": fit.flash_bytes,
+            "latency_ms": fit.latency_budget_ms,
+            "sram_reserve_bytes": fit.sram_reserve_bytes,
+            "flash_reserve_bytes": fit.flash_reserve_bytes,
+        },
+        "measured": {
+            "arena_bytes": fit.arena_bytes,
+            "tflite_bytes": fit.tflite_bytes,
+            "sram_bytes": fit.sram_used_bytes,
+            "flash_bytes": fit.flash_used_bytes,
+            "ops": fit.ops,
+            "latency_ms": fit.latency_ms,
+        },
+        "accuracy": {
+            "metric": verification.metric,
+            "float": verification.float,
+            "int8": verification.int8,
+            "samples": verification.samples,
+            "tflite_vs_tflm_max_diff_steps": verification.max_diff_steps,
+            "tflite_vs_tflm_mismatch_fraction": verification.mismatch_fraction,
+        },
+        "devices": [f.to_json() for f in per_device],
+        "architecture": architecture,
+    }
+    if extra:
+        report.update(extra)
+    os.makedirs(out_dir, exist_ok=True)
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
+    write_atomic(os.path.join(out_dir, "report.md"), _markdown(report, per_device))
+    return report
+
+
+def _number(value, digits=4):
+    if value is None:
+        return "n/a"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def _markdown(report, per_device):
+    budget, measured, acc = report["budget"], report["measured"], report["accuracy"]
+    verdict = ("FITS" if report["fits"]
+               else "DOES NOT FIT: " + "; ".join(report["failures"]))
+    lines = [
+        f"# {report['task']} model for {report['device']}: {verdict}",
+        "",
+        f"Quantization: {report['quantization'] or 'n/a'}.",
+        "",
+        "## Budget and measured figures",
+        "",
+        "| | budget | measured |",
+        "| --- | ---: | ---: |",
+        f"| SRAM (arena + {_number(budget['sram_reserve_bytes'])} reserve), bytes "
+        f"| {_number(budget['sram_bytes'])} | {_number(measured['sram_bytes'])} |",
+        f"| tensor arena, bytes | {_number(budget['sram_bytes'] - budget['sram_reserve_bytes'])}"
+        f" | {_number(measured['arena_bytes'])} |",
+        f"| flash (model + {_number(budget['flash_reserve_bytes'])} reserve), bytes "
+        f"| {_number(budget['flash_bytes'])} | {_number(measured['flash_bytes'])} |",
+        f"| model (.tflite), bytes "
+        f"| {_number(budget['flash_bytes'] - budget['flash_reserve_bytes'])}"
+        f" | {_number(measured['tflite_bytes'])} |",
+        f"| ops per inference | | {_number(measured['ops'])} |",
+        f"| latency (estimated), ms | {_number(budget['latency_ms'], 1)} "
+        f"| {_number(measured['latency_ms'], 1)} |",
+        "",
+        f"## {acc['metric'].capitalize()} on {acc['samples']} test samples",
+        "",
+        "| float | int8 (TFLite Micro) |",
+        "| ---: | ---: |",
+        f"| {_number(acc['float'])} | {_number(acc['int8'])} |",
+        "",
+        f"TFLite Micro vs TensorFlow Lite outputs on the same inputs: largest difference "
+        f"{acc['tflite_vs_tflm_max_diff_steps']} quantization steps, "
+        f"{acc['tflite_vs_tflm_mismatch_fraction']:.2%} of output values differ.",
+        "",
+        "## Fit per device",
+        "",
+        "| device | SRAM used / total | flash used / total | latency, ms | fits |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for f in per_device:
+        lines.append(
+            f"| {f.device} | {_number(f.sram_used_bytes)} / {_number(f.sram_bytes)} "
+            f"| {_number(f.flash_used_bytes)} / {_number(f.flash_bytes)} "
+            f"| {_number(f.latency_ms, 1)} | {'yes' if f.fits else 'no'} |")
+    lines += ["", "## Architecture", ""]
+    arch = report["architecture"]
+    if isinstance(arch, dict) and isinstance(arch.get("layers"), list) and all(
+            isinstance(layer, dict) and "type" in layer for layer in arch["layers"]):
+        lines += [f"{_number(arch.get('params'))} parameters.", "",
+                  "| layer | type | output shape | params |", "| --- | --- | --- | ---: |"]
+        lines += [f"| {layer.get('name', '')} | {layer['type']} | "
+                  f"{layer.get('output_shape', '')} | {_number(layer.get('params'))} |"
+                  for layer in arch["layers"]]
+    else:
+        lines += ["```json", json.dumps(arch, indent=2), "```"]
+    return "\n".join(lines) + "\n"
