@@ -23,7 +23,6 @@ Example:
 """
 
 import dataclasses
-import os
 import struct
 
 import numpy as np
@@ -275,16 +274,9 @@ def read_model_info(model, check_operators=True):
             corrupt (a field points outside the file).
         UnknownOperatorError: The model holds an operator or tensor type with no estimate.
     """
-    if isinstance(model, (bytes, bytearray)):
-        data, name = bytes(model), "model"
-    else:
-        name = os.fspath(model)
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise errors.InvalidModelFileError(
-                f"Cannot read model file {name!r}: {e.strerror}.") from None
+    from mnas import tflm  # Not at the top: tflm imports this module to check files.
+
+    data, name = tflm.load_bytes(model)
     return parse_model(data, name, check_operators)
 
 

@@ -48,6 +48,23 @@ class ArenaUsage:
     by_kind: dict
 
 
+def load_bytes(model):
+    """Returns `(data, name)` for flatbuffer bytes or a file path, unchecked.
+
+    Raises:
+        InvalidModelFileError: The file is missing or unreadable.
+    """
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model), "model"
+    name = os.fspath(model)
+    try:
+        with open(name, "rb") as f:
+            return f.read(), name
+    except OSError as e:
+        raise errors.InvalidModelFileError(
+            f"Cannot read model file {name!r}: {e.strerror}.") from None
+
+
 def read_model(model):
     """Returns the bytes of `model` (bytes, or a path), checked to look like a TFLite file.
 
@@ -55,17 +72,9 @@ def read_model(model):
         InvalidModelFileError: The file is missing, unreadable, not a TFLite flatbuffer, or
             truncated or corrupt (a field points outside the file).
     """
-    if isinstance(model, (bytes, bytearray)):
-        data, name = bytes(model), "model"
-    else:
-        name = os.fspath(model)
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise errors.InvalidModelFileError(
-                f"Cannot read model file {name!r}: {e.strerror}.") from None
     from mnas import estimate
+
+    data, name = load_bytes(model)
 
     # A full structural check: the native interpreter does not verify the flatbuffer, and a
     # truncated or corrupt file would crash the process instead of raising.
