@@ -21,8 +21,11 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check mnas tests benchmarks examples
 
-data: install
-	$(PY) -m mnas.datasets.generate --out $(DATA)
+data: $(DATA)/kws/MANIFEST.json $(DATA)/ad/MANIFEST.json $(DATA)/vww/MANIFEST.json
+
+# One task's embedded data, generated when missing (the generator keeps complete tasks).
+$(DATA)/%/MANIFEST.json: | install
+	$(PY) -m mnas.datasets.generate --out $(DATA) --tasks $*
 
 benchmarks: install
 	$(PY) benchmarks/search_overhead.py

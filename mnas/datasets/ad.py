@@ -1,0 +1,215 @@
+"""Anomaly detection: DCASE2020 task 2 (MIMII / ToyADMOS) machine sounds, machine-ID labels."""
+
+import dataclasses
+import re
+
+import numpy as np
+
+from mnas.datasets import cache, pipeline
+from mnas.datasets.audio import SkipLog, read_audio
+from mnas.datasets.features import LogMelSettings, log_mel_windows
+from mnas.datasets.split import Split, as_arrays, carve, check_split, require_dir
+from mnas.errors import DatasetError
+
+LAYOUT = (
+    "DCASE2020 task 2: DIR/<machine>/train/normal_id_XX_*.wav and "
+    "DIR/<machine>/test/{normal,anomaly}_id_XX_*.wav (or DIR itself holding train/ and test/)"
+)
+REAL_SOURCE = "https://zenodo.org/record/3678171 (DCASE2020 task 2 development dataset)"
+FILE_PATTERN = re.compile(r"^(normal|anomaly)_(id_\d+)_.*\.wav$")
+
+
+def _machine_dir(root, machine):
+    if machine is not None:
+        candidate = root / machine
+        if not (candidate / "train").is_dir():
+            raise DatasetError(
+                f"Invalid value for `machine`: expected a folder {str(candidate)!r} holding "
+                f"train/ and test/ ({LAYOUT}); received {machine!r}."
+            )
+        return candidate
+    if (root / "train").is_dir():
+        return root
+    machines = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
+    if len(machines) == 1:
+        return root / machines[0]
+    raise DatasetError(
+        f"Invalid anomaly-detection dataset at {str(root)!r}: expected the layout {LAYOUT} "
+        f"with one machine type, or `machine=` naming one; received "
+        f"{'machine folders ' + ', '.join(machines) if machines else 'no train/ folder'}. "
+        f"Get the real dataset from {REAL_SOURCE}, or run `make data` for the embedded one."
+    )
+
+
+def _clips(folder):
+    """(path, machine id, anomaly) of the wav files of a folder that follow the naming."""
+    clips = []
+    for path in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
+        match = FILE_PATTERN.match(path.name)
+        if match:
+            clips.append((path, match.group(2), match.group(1) == "anomaly"))
+    return clips
+
+
+def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, **feature_options):
+    """Reads one split of a DCASE2020 task 2 machine type as 32x32x1 log-mel windows.
+
+    Labels are machine IDs (self-supervised ID classification, as MicroNets trains it). The
+    validation split is a share of the training clips chosen by a hash of their names, so it is
+    the same on every run and never overlaps train.
+
+    Args:
+        data_dir: the dataset folder (layout in `LAYOUT`).
+        split: "train", "validation" (normal clips carved from train/) or "test".
+        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir`.
+        machine: the machine-type folder, when `data_dir` holds several.
+        validation_share: share of train/ clips used for validation. Defaults to 0.1.
+        **feature_options: fields of `LogMelSettings` (e.g. `window_hop=32`).
+
+    Returns:
+        A `Split` of windows with `clip` (index into `files`) and `anomaly` per window; `x` is
+        log-mel power in dB (not standardised).
+    """
+    check_split(split)
+    root = require_dir(data_dir, "anomaly-detection", LAYOUT, REAL_SOURCE)
+    folder = _machine_dir(root, machine)
+    settings = LogMelSettings(**feature_options)
+    settings.validate()
+    train_clips = _clips(folder / "train")
+    labels = tuple(sorted({machine_id for _, machine_id, _ in train_clips}))
+    if not labels:
+        raise DatasetError(
+            f"Invalid anomaly-detection dataset at {str(folder)!r}: expected wav files named "
+            f"normal_id_XX_*.wav in train/ ({LAYOUT}); received none."
+        )
+    if split == "test":
+        clips = [c for c in _clips(folder / "test") if c[1] in labels]
+    else:
+        clips = [c for c in train_clips if carve(c[0].name, validation_share) == split]
+    described = {"split": split, "validation_share": validation_share, "labels": labels,
+                 "log_mel": dataclasses.asdict(settings)}
+    key = cache.cache_key("ad", described, [c[0] for c in clips])
+
+    def compute():
+        skips = SkipLog("audio files")
+        features, ids, clip_index, anomaly = [], [], [], []
+        for index, (path, machine_id, is_anomaly) in enumerate(clips):
+            wave = read_audio(path, settings.sample_rate, settings.min_seconds, skips)
+            windows = [] if wave is None else log_mel_windows(wave, settings)
+            features.extend(windows)
+            ids += [labels.index(machine_id)] * len(windows)
+            clip_index += [index] * len(windows)
+            anomaly += [is_anomaly] * len(windows)
+        skips.warn(folder)
+        x, y = as_arrays(features, ids, (settings.size, settings.size, 1))
+        return {"x": x, "y": y, "clip": np.asarray(clip_index, np.int32),
+                "anomaly": np.asarray(anomaly, bool)}
+
+    arrays = cache.cached(cache_dir or cache.default_cache_dir(root), f"ad-{split}", key, compute)
+    return Split(
+        task="ad", name=split, x=arrays["x"], y=arrays["y"], labels=labels,
+        clip=arrays["clip"], anomaly=arrays["anomaly"], files=tuple(str(c[0]) for c in clips),
+    )
+
+
+def training_dataset(split, batch_size, seed, augment=True, mixup=0.0):
+    """Training batches of anomaly-detection windows, with optional mixup.
+
+    Args:
+        split: an AD `Split`.
+        batch_size: examples per batch.
+        seed: seed of shuffling and mixup.
+        augment: False for plain shuffled batches.
+        mixup: alpha of the Beta distribution of mixup weights (MicroNets uses 0.3); 0 turns
+            mixup off. With mixup the labels are one-hot float vectors (use categorical
+            cross-entropy), otherwise integer IDs. Defaults to 0.
+
+    Returns:
+        A `tf.data.Dataset` of (x, y) batches.
+    """
+    import tensorflow as tf
+
+    if mixup < 0:
+        raise ValueError(f"Invalid value for `mixup`: expected alpha >= 0, received {mixup}.")
+    if not augment or mixup == 0:
+        return pipeline.batches(split.x, split.y, batch_size, seed)
+    classes = len(split.labels)
+
+    def batch_fn(x, y, seed_pair):
+        seeds = tf.random.experimental.stateless_split(seed_pair, 3)
+        n = tf.shape(x)[0]
+        # Beta(a, a) as a ratio of two Gamma(a) draws.
+        g1 = tf.random.stateless_gamma([n], seeds[0], alpha=mixup)
+        g2 = tf.random.stateless_gamma([n], seeds[1], alpha=mixup)
+        weight = g1 / tf.maximum(g1 + g2, 1e-12)
+        order = tf.argsort(tf.random.stateless_uniform([n], seeds[2]))
+        one_hot = tf.one_hot(y, classes)
+        wx = tf.reshape(weight, [-1, 1, 1, 1])
+        wy = tf.reshape(weight, [-1, 1])
+        return (wx * x + (1 - wx) * tf.gather(x, order),
+                wy * one_hot + (1 - wy) * tf.gather(one_hot, order))
+
+    return pipeline.batches(split.x, split.y, batch_size, seed, batch_fn=batch_fn)
+
+
+def roc_auc(scores, positive):
+    """Area under the ROC curve (Mann-Whitney statistic, ties counted half), in numpy.
+
+    Args:
+        scores: higher means more likely positive.
+        positive: bool per score.
+
+    Returns:
+        The AUC, or nan when only one class is present.
+    """
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def anomaly_auc(scores, split):
+    """ROC AUC per machine ID and their mean, MicroNets / DCASE style.
+
+    A window's anomaly score is the negative softmax output of its true machine ID; a clip's
+    score is the mean over its windows.
+
+    Args:
+        scores: softmax outputs (N windows, machine IDs) of the model on `split.x`.
+        split: the AD test `Split` (with `clip` and `anomaly`).
+
+    Returns:
+        {machine id: AUC, ..., "mean": mean over IDs}.
+    """
+    scores = np.asarray(scores, np.float64)
+    if split.clip is None or scores.shape != (len(split.y), len(split.labels)):
+        raise ValueError(
+            f"Invalid value for `scores`: expected softmax outputs of shape "
+            f"{(len(split.y), len(split.labels))} for an anomaly-detection split, received "
+            f"shape {scores.shape} for a {split.task!r} split."
+        )
+    if not split.anomaly.any():
+        raise ValueError(
+            f"Invalid value for `split`: expected a split with anomalous clips (the test split), "
+            f"received the {split.name!r} split, which has none."
+        )
+    window_scores = -scores[np.arange(len(split.y)), split.y]
+    _, first, inverse = np.unique(split.clip, return_index=True, return_inverse=True)
+    clip_score = np.bincount(inverse, window_scores) / np.bincount(inverse)
+    clip_id, clip_anomaly = split.y[first], split.anomaly[first]
+    result = {}
+    for index, name in enumerate(split.labels):
+        mine = clip_id == index
+        result[name] = roc_auc(clip_score[mine], clip_anomaly[mine])
+    result["mean"] = float(np.nanmean(list(result.values())))
+    return result

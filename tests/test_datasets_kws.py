@@ -1,0 +1,156 @@
+"""Tests of mnas.datasets.kws on a small Speech Commands v2 tree built by the test."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile
+
+from mnas.datasets import features, kws
+from mnas.datasets.audio import write_wav
+from mnas.errors import DatasetError
+
+RATE = 16000
+SPEAKERS = ("aaaa0001", "bbbb0002", "cccc0003", "dddd0004", "eeee0005", "ffff0006")
+
+
+def tone(frequency, seconds=0.6):
+    t = np.arange(int(seconds * RATE)) / RATE
+    return 0.3 * np.sin(2 * np.pi * frequency * t)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """yes / no / up / bed / cat clips of six speakers; speaker 5 validation, 6 test."""
+    root = tmp_path / "speech_commands"
+    for index, word in enumerate(("yes", "no", "up", "bed", "cat")):
+        for speaker in SPEAKERS:
+            write_wav(root / word / f"{speaker}_nohash_0.wav", tone(200 + 150 * index), RATE)
+    rng = np.random.default_rng(0)
+    write_wav(root / "_background_noise_" / "white.wav", 0.2 * rng.normal(size=20 * RATE), RATE)
+    (root / "validation_list.txt").write_text(
+        "".join(f"{w}/{SPEAKERS[4]}_nohash_0.wav\n" for w in ("yes", "no", "up", "bed", "cat")))
+    (root / "testing_list.txt").write_text(
+        "".join(f"{w}/{SPEAKERS[5]}_nohash_0.wav\n" for w in ("yes", "no", "up", "bed", "cat")))
+    return root
+
+
+def load(root, split, **options):
+    return kws.load(root, split, cache_dir=root.parent / "cache", **options)
+
+
+def test_splits_follow_the_list_files(tree):
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
+    # 4 speakers x 3 keywords; ceil(0.5 * 12) unknown (of 8) and silence clips.
+    assert train.x.shape == (12 + 6 + 6, 49, 10, 1) and train.x.dtype == np.float32
+    assert np.bincount(train.y, minlength=12).tolist() == [4, 4, 4] + [0] * 7 + [6, 6]
+    assert train.labels == kws.LABELS and len(train.labels) == 12
+    assert not any(SPEAKERS[4] in f or SPEAKERS[5] in f for f in train.files)
+    test = load(tree, "test", silence_share=0.5, unknown_share=0.5)
+    assert sorted(test.y.tolist()) == [0, 1, 2, 10, 10, 11, 11]
+    assert all(SPEAKERS[5] in f for f in test.files if f.endswith(".wav"))
+    assert train.augmenter is not None and test.augmenter is None
+
+
+def test_default_shares_are_ten_percent(tree):
+    train = load(tree, "train")
+    assert (train.y == kws.SILENCE).sum() == math.ceil(0.1 * 12)
+    assert (train.y == kws.UNKNOWN).sum() == math.ceil(0.1 * 12)
+
+
+def test_features_are_the_mfccs_of_the_padded_clip(tree):
+    train = load(tree, "train", silence_share=0, unknown_share=0)
+    index = train.files.index(f"no/{SPEAKERS[0]}_nohash_0.wav")
+    clip = np.pad(tone(350), (0, RATE - int(0.6 * RATE)))
+    np.testing.assert_allclose(train.x[index], features.mfcc(clip), atol=0.02)
+
+
+def test_silence_is_cut_from_the_split_share_of_the_noise(tree):
+    split = load(tree, "validation", silence_share=1.0, unknown_share=0)
+    silence = split.x[split.y == kws.SILENCE]
+    assert len(silence) == 3
+    assert np.all(np.isfinite(silence))
+
+
+def test_bad_files_are_skipped_with_one_warning(tree):
+    (tree / "yes" / "zzzz0009_nohash_0.wav").write_bytes(b"not a wav file")
+    soundfile.write(str(tree / "no" / "zzzz0009_nohash_0.wav"), np.zeros(0), RATE)
+    write_wav(tree / "up" / "zzzz0009_nohash_0.wav", tone(300, seconds=0.01), RATE)
+    with pytest.warns(UserWarning, match="Skipped 3 corrupt, empty or too short audio files"):
+        train = load(tree, "train", silence_share=0, unknown_share=0)
+    assert len(train) == 12
+
+
+def test_other_sample_rates_are_resampled(tree):
+    t = np.arange(int(0.6 * 44100)) / 44100
+    soundfile.write(str(tree / "yes" / f"{SPEAKERS[0]}_nohash_0.wav"),
+                    0.3 * np.sin(2 * np.pi * 200 * t), 44100)
+    train = load(tree, "train", silence_share=0, unknown_share=0)
+    index = train.files.index(f"yes/{SPEAKERS[0]}_nohash_0.wav")
+    reference = features.mfcc(np.pad(tone(200), (0, RATE - int(0.6 * RATE))))
+    np.testing.assert_allclose(train.x[index][:25], reference[:25], atol=0.5)
+
+
+def test_cache_is_used_and_invalidated(tree):
+    cache = tree.parent / "cache"
+    first = load(tree, "test")
+    entries = set(cache.glob("kws-test-*.npz"))
+    assert len(entries) == 1
+    load(tree, "test")
+    assert set(cache.glob("kws-test-*.npz")) == entries
+    narrower = load(tree, "test", n_mfcc=8)
+    assert narrower.x.shape[1:] == (49, 8, 1)
+    assert len(set(cache.glob("kws-test-*.npz"))) == 2
+    write_wav(tree / "yes" / f"{SPEAKERS[5]}_nohash_0.wav", tone(3000), RATE)
+    changed = load(tree, "test")
+    index = first.files.index(f"yes/{SPEAKERS[5]}_nohash_0.wav")
+    assert not np.allclose(changed.x[index], first.x[index])
+
+
+def test_missing_directory_names_layout_source_and_make_data(tmp_path):
+    with pytest.raises(DatasetError, match="Speech Commands v2.*speech_commands_v0.02.*make data"):
+        kws.load(tmp_path / "nowhere", "train")
+
+
+def test_missing_list_file_is_an_error(tree):
+    (tree / "testing_list.txt").unlink()
+    with pytest.raises(DatasetError, match="expected the list file testing_list.txt"):
+        load(tree, "train")
+
+
+def test_unknown_split_is_an_error(tree):
+    with pytest.raises(ValueError, match="Invalid value for `split`.*received 'dev'"):
+        load(tree, "dev")
+
+
+def test_augmented_copies_shift_and_add_noise(tree):
+    train = load(tree, "train", silence_share=0, unknown_share=0)
+    copies = train.augmenter(2, 7)
+    assert copies.shape == (2,) + train.x.shape
+    assert not np.allclose(copies[0], train.x) and not np.allclose(copies[0], copies[1])
+    np.testing.assert_array_equal(train.augmenter(2, 7), copies)
+
+
+def test_training_dataset_batches_with_specaugment(tree):
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
+    dataset = kws.training_dataset(train, batch_size=5, seed=3, copies=1)
+    batches = list(dataset.as_numpy_iterator())
+    assert [len(y) for _, y in batches] == [5] * 4 + [4]
+    x = np.concatenate([b[0] for b in batches])
+    assert x.shape == train.x.shape and x.dtype == np.float32
+    assert sorted(np.concatenate([b[1] for b in batches])) == sorted(train.y)
+    # Masks fill whole runs of frames with the training mean of each coefficient.
+    fill = train.x.mean(axis=(0, 1))[:, 0]
+    masked_frames = np.all(np.isclose(x[..., 0], fill, atol=1e-4), axis=2)
+    assert masked_frames.any()
+    again = list(kws.training_dataset(train, batch_size=5, seed=3, copies=1).as_numpy_iterator())
+    np.testing.assert_array_equal(again[0][0], batches[0][0])
+    second_epoch = list(dataset.as_numpy_iterator())
+    assert not np.array_equal(second_epoch[0][0], batches[0][0])
+
+
+def test_training_dataset_needs_the_train_split_to_augment(tree):
+    with pytest.raises(ValueError, match="expected the train split.*received the 'test' split"):
+        kws.training_dataset(load(tree, "test"), batch_size=2, seed=0)
+    plain = kws.training_dataset(load(tree, "test"), batch_size=2, seed=0, augment=False)
+    assert next(iter(plain))[0].shape[1:] == (49, 10, 1)
