@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/embedded
 
-.PHONY: install test lint data benchmarks clean
+.PHONY: install test lint data benchmarks clean kws ad vww kws-full ad-full vww-full
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,23 @@ $(DATA)/%/MANIFEST.json: | install
 
 benchmarks: install
 	$(PY) benchmarks/search_overhead.py
+
+# The main job's demos on the embedded data (generated first when missing); outputs in runs/.
+kws: $(DATA)/kws/MANIFEST.json
+	$(PY) -m mnas.train --flagfile=experiments/kws_demo.flags
+
+ad: $(DATA)/ad/MANIFEST.json
+	$(PY) -m mnas.train --flagfile=experiments/ad_demo.flags
+
+vww: $(DATA)/vww/MANIFEST.json
+	$(PY) -m mnas.train --flagfile=experiments/vww_demo.flags
+
+# The paper's recipes on the real datasets: make kws-full SIZE=s DATA_DIR=/data/speech_commands
+# (SIZE: s, m, l for kws and ad; 1, 2, 3, 4 for vww).
+SIZE ?= s
+kws-full ad-full vww-full: install
+	test -n "$(DATA_DIR)" || (echo "error: set DATA_DIR to the real dataset's folder" >&2; exit 2)
+	$(PY) -m mnas.train --flagfile=experiments/$(@:-full=)_$(SIZE).flags --data_dir=$(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

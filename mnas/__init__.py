@@ -19,8 +19,20 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
         stacklevel=2,
     )
 
-from mnas import arch, costs, devices, errors, export, layers, search_spaces, tflm  # noqa: E402
+from mnas import (  # noqa: E402
+    arch,
+    checkpoints,
+    costs,
+    datasets,
+    devices,
+    errors,
+    export,
+    layers,
+    search_spaces,
+    tflm,
+)
 from mnas.arch import ArchSpec, build, derive, get_architecture  # noqa: E402
+from mnas.checkpoints import EpochCheckpoint  # noqa: E402
 from mnas.callbacks import ArchitectureLogger, ResourceRegularizer  # noqa: E402
 from mnas.costs import Costs, expected_costs, minimum_costs, register_cost  # noqa: E402
 from mnas.devices import Device, get_device, load_device  # noqa: E402
@@ -33,9 +45,11 @@ from mnas.export import (  # noqa: E402
     write_report,
 )
 from mnas.layers import (  # noqa: E402
+    DepthDecision,
     SearchableConv2D,
     SearchableDense,
     SearchableDepthwiseSeparable,
+    SearchableInvertedBottleneck,
     SearchableSkip,
     searchable_layers,
     width_choices,
@@ -47,17 +61,22 @@ __all__ = [
     "ArchSpec",
     "ArchitectureLogger",
     "Costs",
+    "DepthDecision",
     "Device",
+    "EpochCheckpoint",
     "ResourceRegularizer",
     "SearchableConv2D",
     "SearchableDense",
     "SearchableDepthwiseSeparable",
+    "SearchableInvertedBottleneck",
     "SearchableSkip",
     "arch",
     "build",
     "check_fit",
+    "checkpoints",
     "convert_int8",
     "costs",
+    "datasets",
     "derive",
     "devices",
     "errors",

@@ -36,10 +36,15 @@ class ArchSpec:
     - `conv`: `filters`, `kernel_size`, `strides`, `padding`, `activation` (Conv2D + BN + act);
     - `ds`: `filters`, `strides`, `kernel_size`, `activation` (depthwise + BN + act, pointwise +
       BN + act);
+    - `ib`: `expand` (width of the 1x1 expansion conv, or null for none), `filters`, `strides`,
+      `kernel_size`, `activation`, `residual` (MobileNetV2 inverted residual block: expansion
+      conv + BN + act, depthwise + BN + act, linear projection conv + BN, and an ADD of the
+      block's input when `residual`, which needs stride 1 and `filters` input channels);
     - `dense`: `units`, `activation`;
     - `pool`: `pool_size` (average pooling, the skip path of a skipped downsampling block);
     - `keras`: `config`, a serialized plain Keras layer.
-    An entry may name its `source`, the supernet layer its weights can be inherited from.
+    An entry may name its `source`, the supernet layer its weights can be inherited from (and,
+    for `ib`, the `block` of that stage).
 
     Attributes:
         input_shape: Input shape without the batch axis.
@@ -102,9 +107,9 @@ class ArchSpec:
         return cls.from_json(data)
 
     def widths(self):
-        """The width of each conv, ds and dense entry, in order."""
+        """The width of each conv, ds, ib (its output) and dense entry, in order."""
         return [e.get("filters", e.get("units")) for e in self.layers
-                if e["type"] in ("conv", "ds", "dense")]
+                if e["type"] in ("conv", "ds", "ib", "dense")]
 
 
 def _chain(model):
@@ -143,6 +148,14 @@ def _entry(layer):
         return [{"type": "ds", "filters": layer.choice(), "strides": list(layer.strides),
                  "kernel_size": list(layer.kernel_size), "activation": layer.activation,
                  "source": layer.name}]
+    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
+        # One entry per kept block; every block has the stage's (shared) output width.
+        return [{"type": "ib", "expand": expand.choice(), "filters": layer.choice(),
+                 "strides": list(layer.strides) if i == 0 else [1, 1],
+                 "kernel_size": list(layer.kernel_size), "activation": layer.activation,
+                 "residual": i > 0, "source": layer.name, "block": i}
+                for i, expand in enumerate(layer.expand_layers)
+                if i == 0 or not layer.skippable or layer.depth_layers[i - 1].choice()]
     if isinstance(layer, mlayers.SearchableDense):
         return [{"type": "dense", "units": layer.choice(), "activation": layer.activation,
                  "source": layer.name}]
@@ -177,6 +190,9 @@ def derive(model, name=None, backbone=None):
 
 def _act(entry):
     activation = entry.get("activation", "relu")
+    if activation == "relu6":
+        # A ReLU layer, which `mnas.estimate` and QAT know, rather than Activation("relu6").
+        return [keras.layers.ReLU(6.0)]
     return [keras.layers.Activation(activation)] if activation else []
 
 
@@ -184,15 +200,27 @@ def _conv_layers(entry):
     return ([keras.layers.Conv2D(entry["filters"], tuple(entry["kernel_size"]),
                                  tuple(entry["strides"]), entry.get("padding", "same"),
                                  use_bias=False),
-             keras.layers.BatchNormalization()] + _act(entry))
+             mlayers.batch_norm()] + _act(entry))
 
 
 def _ds_layers(entry):
     return ([keras.layers.DepthwiseConv2D(tuple(entry.get("kernel_size", (3, 3))),
                                           tuple(entry["strides"]), "same", use_bias=False),
-             keras.layers.BatchNormalization()] + _act(entry) +
+             mlayers.batch_norm()] + _act(entry) +
             [keras.layers.Conv2D(entry["filters"], 1, use_bias=False),
-             keras.layers.BatchNormalization()] + _act(entry))
+             mlayers.batch_norm()] + _act(entry))
+
+
+def _ib_layers(entry):
+    expand = ([keras.layers.Conv2D(entry["expand"], 1, use_bias=False),
+               mlayers.batch_norm()] + _act(entry)) if entry.get("expand") else []
+    return (expand +
+            [keras.layers.DepthwiseConv2D(tuple(entry.get("kernel_size", (3, 3))),
+                                          tuple(entry["strides"]), "same", use_bias=False),
+             mlayers.batch_norm()] + _act(entry) +
+            [keras.layers.Conv2D(entry["filters"], 1, use_bias=False),
+             mlayers.batch_norm()] +
+            ([keras.layers.Add()] if entry.get("residual") else []))
 
 
 def _dense_layers(entry):
@@ -208,13 +236,35 @@ def _keras_layers(entry):
     return [keras.layers.deserialize(copy.deepcopy(entry["config"]))]
 
 
-_BUILDERS = {"conv": _conv_layers, "ds": _ds_layers, "dense": _dense_layers,
+_BUILDERS = {"conv": _conv_layers, "ds": _ds_layers, "ib": _ib_layers, "dense": _dense_layers,
              "pool": _pool_layers, "keras": _keras_layers}
 
 
-def _source_weights(layer):
-    """The weights of a supernet layer in the order its plain layers are built."""
-    if isinstance(layer, mlayers.SearchableConv2D):
+def _apply(entry, entry_layers, x):
+    """Calls an entry's layers on `x`: a chain, whose last layer adds `x` for a residual."""
+    if not entry.get("residual"):
+        for layer in entry_layers:
+            x = layer(x)
+        return x
+    if list(entry["strides"]) != [1, 1] or entry["filters"] != x.shape[-1]:
+        raise ValueError(
+            f"Invalid `ib` entry in architecture spec: a residual block needs strides [1, 1] and "
+            f"as many filters as its input has channels ({x.shape[-1]}), received {entry!r}.")
+    *branch, add = entry_layers
+    y = x
+    for layer in branch:
+        y = layer(y)
+    return add([x, y])
+
+
+def _source_weights(layer, entry):
+    """The weights of a supernet layer in the order the entry's plain layers are built."""
+    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
+        i = entry.get("block", 0)
+        expand = layer.expand_layers[i]
+        parts = [expand.conv, expand.bn, layer.depthwise[i], layer.bn_depthwise[i],
+                 layer.project[i], layer.bn_project[i]]
+    elif isinstance(layer, mlayers.SearchableConv2D):
         parts = [layer.conv, layer.bn]
     elif isinstance(layer, mlayers.SearchableDepthwiseSeparable):
         parts = [layer.depthwise, layer.bn_depthwise, layer.pointwise, layer.bn_pointwise]
@@ -223,6 +273,27 @@ def _source_weights(layer):
     else:
         parts = [layer]
     return [w for part in parts for w in part.get_weights()]
+
+
+def _fold_masked_inputs(source, entry_layers):
+    """Folds what a DS block's dropped input channels contributed in the supernet into its BN.
+
+    The supernet's depthwise conv sees the dropped input channels as zeros, but its batch norm
+    shifts them to a constant, which the pointwise conv reads: a constant per output channel,
+    which the derived model gets by lowering the pointwise batch norm's moving mean.
+    """
+    depthwise = entry_layers[0]
+    bn_pointwise = [x for x in entry_layers if isinstance(x, keras.layers.BatchNormalization)][-1]
+    kept = depthwise.input_shape[-1]
+    if kept >= source.depthwise.depthwise_kernel.shape[2]:
+        return
+    bn = source.bn_depthwise
+    leaked = bn.beta - bn.gamma * bn.moving_mean / np.sqrt(bn.moving_variance + bn.epsilon)
+    if source.activation:
+        leaked = keras.activations.get(source.activation)(leaked)
+    kernel = source.pointwise.kernel[0, 0, kept:, :bn_pointwise.moving_mean.shape[0]]
+    offset = np.asarray(leaked)[kept:] @ np.asarray(kernel)
+    bn_pointwise.moving_mean.assign(bn_pointwise.moving_mean - offset)
 
 
 def _find_layer(model, name):
@@ -257,8 +328,7 @@ def build(spec, weights_from=None):
                 f"Invalid layer entry in architecture spec: expected a `type` in "
                 f"{sorted(_BUILDERS)}, received {entry!r}.")
         entry_layers = _BUILDERS[entry["type"]](entry)
-        for layer in entry_layers:
-            x = layer(x)
+        x = _apply(entry, entry_layers, x)
         built.append((entry, entry_layers))
     model = keras.Model(inputs, x, name=spec.name)
     model.mnas_backbone = spec.backbone
@@ -266,10 +336,12 @@ def build(spec, weights_from=None):
         for entry, entry_layers in built:
             if "source" not in entry:
                 continue
-            source = _source_weights(_find_layer(weights_from, entry["source"]))
-            targets = [w for layer in entry_layers for w in layer.weights]
-            for target, value in zip(targets, source):
+            layer = _find_layer(weights_from, entry["source"])
+            targets = [w for plain in entry_layers for w in plain.weights]
+            for target, value in zip(targets, _source_weights(layer, entry)):
                 target.assign(value[tuple(slice(0, d) for d in target.shape)])
+            if isinstance(layer, mlayers.SearchableDepthwiseSeparable):
+                _fold_masked_inputs(layer, entry_layers)
     return model
 
 
@@ -297,6 +369,59 @@ def _ds(widths, strides=None):
     return [(w, strides.get(i, 1)) for i, w in enumerate(widths)]
 
 
+def _make_divisible(value, divisor=8):
+    """MobileNetV2's channel rounding: nearest multiple of `divisor`, at most 10% below."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+# MobileNetV2's bottleneck stages (expansion t, output width c, blocks n, stride s), table 2.
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def mobilenet_v2(alpha=0.35, input_shape=(50, 50, 1), num_classes=2, name=None):
+    """The spec of MobileNetV2 (Sandler et al. 2018) as `keras.applications` builds it.
+
+    A 3x3 stride-2 conv stem, the inverted-residual stages of `MOBILENET_V2_STAGES` (the first
+    block without an expansion conv, residual adds where the stride is 1 and the width is
+    kept), a 1x1 head conv of 1280 (more for `alpha` > 1), GAP, FC and softmax; ReLU6 and
+    widths `alpha` times the paper's, rounded to multiples of 8.
+
+    Args:
+        alpha: Width multiplier. Defaults to `0.35`.
+        input_shape: Input shape. Defaults to `(50, 50, 1)`.
+        num_classes: Classifier outputs. Defaults to `2`.
+        name: Model name. Defaults to `mobilenet_v2_{alpha}`.
+
+    Returns:
+        An `ArchSpec` with backbone `mobilenet_v2`.
+    """
+    def conv(filters, kernel, stride):
+        return {"type": "conv", "filters": filters, "kernel_size": [kernel, kernel],
+                "strides": [stride, stride], "padding": "same", "activation": "relu6"}
+
+    width = _make_divisible(32 * alpha)
+    entries = [conv(width, 3, 2)]
+    for t, c, n, s in MOBILENET_V2_STAGES:
+        filters = _make_divisible(c * alpha)
+        for i in range(n):
+            stride = s if i == 0 else 1
+            entries.append({"type": "ib", "expand": t * width if t != 1 else None,
+                            "filters": filters, "strides": [stride, stride],
+                            "kernel_size": [3, 3], "activation": "relu6",
+                            "residual": stride == 1 and width == filters})
+            width = filters
+    entries += [conv(_make_divisible(1280 * alpha) if alpha > 1.0 else 1280, 1, 1),
+                {"type": "keras", "config": keras.layers.serialize(
+                    keras.layers.GlobalAveragePooling2D())},
+                {"type": "dense", "units": num_classes, "activation": None},
+                {"type": "keras", "config": keras.layers.serialize(keras.layers.Softmax())}]
+    return ArchSpec(list(input_shape), entries, "mobilenet_v2", name or f"mobilenet_v2_{alpha}")
+
+
+VWW_INPUT = (50, 50, 1)
+
 # MicroNets table 5, and the DS-CNN baselines (Hello Edge; DS-CNN-S is MLPerf Tiny's KWS model).
 NAMED_ARCHITECTURES = {
     "micronet_kws_l": lambda: _table5(KWS_INPUT, (10, 4), 276, _ds(
@@ -317,6 +442,8 @@ NAMED_ARCHITECTURES = {
                                 stem_stride=2),
     "ds_cnn_l": lambda: _table5(KWS_INPUT, (10, 4), 276, _ds([276] * 5), 12, "ds_cnn_l",
                                 stem_stride=2),
+    # MobileNetV2 0.35 on 50x50 grayscale visual wake words (MicroNets' small-MCU input).
+    "mobilenet_v2_vww_0.35": lambda: mobilenet_v2(0.35, VWW_INPUT, 2, "mobilenet_v2_vww_0.35"),
 }
 
 

@@ -156,7 +156,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
                 f"Invalid model for `ResourceRegularizer`: expected a model with mnas searchable "
                 f"layers, received {self.model.name!r} with none.")
         self._backbone = self.backbone or getattr(self.model, "mnas_backbone", "default")
-        self._check_reachable()
+        self.check_reachable(self.model)
         for variable in self._strengths.values():
             variable.assign(0.0)
         hook = getattr(self.model, "_mnas_penalty_hook", None)
@@ -169,11 +169,22 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self.model.train_function = self.model.make_train_function(force=True)
         self.model.test_function = None
 
-    def _check_reachable(self):
-        smallest = mcosts.minimum_costs(self.model)
+    @property
+    def state_variables(self):
+        """The penalty strengths: what a checkpoint must hold to resume the search."""
+        return dict(self._strengths)
+
+    def check_reachable(self, model):
+        """Raises `BudgetUnreachableError` if a target is below the supernet's smallest cost.
+
+        `fit` calls it when training begins; call it earlier to refuse a budget before any
+        work is done.
+        """
+        smallest = mcosts.minimum_costs(model)
         reachable = {"sram": smallest.sram_bytes, "flash": smallest.flash_bytes}
         if self.device is not None:
-            reachable["latency"] = float(self.device.latency_ms(smallest.ops, self._backbone))
+            backbone = self.backbone or getattr(model, "mnas_backbone", "default")
+            reachable["latency"] = float(self.device.latency_ms(smallest.ops, backbone))
         units = {"sram": "bytes", "flash": "bytes", "latency": "ms"}
         for name, target in self.targets.items():
             if name in reachable and reachable[name] > target:
@@ -181,6 +192,75 @@ class ResourceRegularizer(keras.callbacks.Callback):
                     f"Invalid {name} target: {target:g} {units[name]} is below the smallest "
                     f"{name} any architecture of this supernet needs, {reachable[name]:.0f} "
                     f"{units[name]} (every block skipped, narrowest widths).")
+
+    def _one_hot_costs(self, model, searchable, picks):
+        for layer, pick in zip(searchable, picks):
+            logits = np.full(layer.num_options, -30.0, dtype="float32")
+            logits[pick] = 30.0
+            layer.alpha.assign(logits)
+        c = mcosts.expected_costs(model).numpy()
+        backbone = self.backbone or getattr(model, "mnas_backbone", "default")
+        values = {"sram": c.sram_bytes, "flash": c.flash_bytes}
+        if self.device is not None:
+            values["latency"] = float(self.device.latency_ms(c.ops, backbone))
+        return values
+
+    def _within(self, values):
+        return all(values[k] <= t * (1.0 - self.margin) for k, t in self.targets.items()
+                   if k in values)
+
+    def derive(self, model, name=None):
+        """The searched architecture, moved to the nearest one that meets the targets.
+
+        Starts from the argmax of every decision (what `mnas.derive` gives). While its exact
+        costs (one-hot, the same rules as the penalty) exceed a target less the margin, it
+        narrows the decision whose next narrower option the search found most likely
+        relative to its current one (for a skippable block: skipping it). Then, while a wider
+        option still fits, it widens by the same rule. A short search rarely ends with
+        one-hot probabilities, so the argmax alone can land far above or below the budget.
+
+        Args:
+            model: The searched supernet.
+            name: Name of the derived architecture. Defaults to the model's.
+
+        Returns:
+            (`ArchSpec`, a dict of its costs: `sram`, `flash`, and `latency` with a device).
+        """
+        from mnas import arch
+
+        searchable = mlayers.searchable_layers(model)
+        saved = [keras.backend.get_value(layer.alpha) for layer in searchable]
+        probabilities = [np.asarray(layer.probabilities(), dtype=np.float64) + 1e-12
+                         for layer in searchable]
+        picks = [layer._argmax() for layer in searchable]
+        try:
+            values = self._one_hot_costs(model, searchable, picks)
+            while not self._within(values) and any(picks):
+                i = max((i for i, p in enumerate(picks) if p > 0),
+                        key=lambda i: probabilities[i][picks[i] - 1] / probabilities[i][picks[i]])
+                picks[i] -= 1
+                values = self._one_hot_costs(model, searchable, picks)
+            frozen = set()
+            while self._within(values):
+                open_ = [i for i, layer in enumerate(searchable)
+                         if picks[i] < layer.num_options - 1 and i not in frozen]
+                if not open_:
+                    break
+                i = max(open_, key=lambda i: probabilities[i][picks[i] + 1]
+                        / probabilities[i][picks[i]])
+                picks[i] += 1
+                wider = self._one_hot_costs(model, searchable, picks)
+                if self._within(wider):
+                    values = wider
+                else:
+                    picks[i] -= 1
+                    frozen.add(i)
+            self._one_hot_costs(model, searchable, picks)
+            spec = arch.derive(model, name=name)
+        finally:
+            for layer, value in zip(searchable, saved):
+                layer.alpha.assign(value)
+        return spec, values
 
     def on_train_end(self, logs=None):
         self._enabled.assign(0.0)

@@ -9,8 +9,9 @@ logits:
 - flash bytes: int8 weights, int32 biases, per-channel quantization parameters (a float32
   scale and an int64 zero point per channel, for weights and biases), plus the flatbuffer's
   bookkeeping per tensor and per operator;
-- SRAM bytes: per operator, the int8 bytes of its inputs + its outputs; the model's SRAM is the
-  max over operators, plus TFLite Micro's persistent allocations (per tensor, per operator, and
+- SRAM bytes: per operator, the int8 bytes of its inputs + its outputs + the tensors that stay
+  alive across it (a residual input waiting for its ADD); the model's SRAM is the max over
+  operators, plus TFLite Micro's persistent allocations (per tensor, per operator, and
   the per-channel requantization data of conv layers).
 
 With one-hot architecture probabilities the costs are those of the derived plain model: ops
@@ -180,6 +181,32 @@ def _searchable_skip(layer, inputs, out_shape):
     return p_skip * x.width + p_keep * width, nodes
 
 
+def _searchable_ib(layer, inputs, out_shape):
+    (x,) = inputs
+    width = layer.expected_width()
+    nodes = []
+    for i, (in_shape, expanded, mid) in enumerate(layer.block_shapes((None,) + x.shape)):
+        in_shape, expanded, mid = (tuple(s.as_list()[1:]) for s in (in_shape, expanded, mid))
+        block_in = x if i == 0 else Info(in_shape, width)
+        e = layer.expand_layers[i].expected_width()
+        expand = _conv_rule((1, 1))(block_in, expanded, e)
+        depthwise = _conv_rule(layer.kernel_size, groups_depthwise=True)(
+            Info(expanded, e), mid, e)
+        out = mid[:-1] + (layer.max_width,)
+        project = _conv_rule((1, 1))(Info(mid, e), out, width)
+        if i == 0:
+            nodes += [expand, depthwise, project]
+            continue
+        # The residual input stays in the arena until the ADD reads it.
+        for node in (depthwise, project):
+            node.sram = node.sram + block_in.bytes
+        y = Info(out, width)
+        add = _layer_node(2 * block_in.bytes, y, y.bytes, channels=0.0)
+        keep = layer.depth_layers[i - 1].keep_probability() if layer.skippable else 1.0
+        nodes += [n.scaled(keep) for n in (expand, depthwise, project, add)]
+    return width, nodes
+
+
 def _pooling_node(x, out, pool_size):
     return _layer_node(x.bytes, out, out.bytes * pool_size[0] * pool_size[1], channels=0.0)
 
@@ -262,6 +289,7 @@ COST_RULES = {
     layers.SearchableDepthwiseSeparable: _searchable_ds,
     layers.SearchableDense: _searchable_dense,
     layers.SearchableSkip: _searchable_skip,
+    layers.SearchableInvertedBottleneck: _searchable_ib,
     keras.layers.Conv2D: _plain_conv,
     keras.layers.DepthwiseConv2D: _plain_conv,
     keras.layers.Dense: _plain_dense,
@@ -312,37 +340,73 @@ def _shape(shape):
     return tuple(shape)
 
 
-def _walk(model, inputs):
-    """Yields the operators of `model` called on `inputs` (Infos); returns output Infos."""
+def _calls(model):
+    """(layer, node) of each layer call of `model`, in execution order."""
     if not isinstance(model, keras.Model) or not model._is_graph_network:  # noqa: SLF001
         raise errors.UnsupportedLayerError(
             f"Invalid model for costing: expected a functional or Sequential Keras model with "
             f"known input shapes, received {type(model).__name__} {model.name!r}.")
-    tensors = {}
-    for layer_input, info in zip(model.inputs, inputs):
-        tensors[id(layer_input)] = info
-    nodes = []
+    known = {id(t) for t in model.inputs}
+    calls = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         inbound = [n for n in layer.inbound_nodes if all(
-            id(t) in tensors for t in tf.nest.flatten(n.input_tensors))]
+            id(t) in known for t in tf.nest.flatten(n.input_tensors))]
         if len(inbound) != 1:
             raise errors.UnsupportedLayerError(
                 f"Layer {layer.name!r} is called {len(inbound)} times in model {model.name!r}: "
                 f"mnas costs layers called once.")
-        node = inbound[0]
-        in_infos = [tensors[id(t)] for t in tf.nest.flatten(node.input_tensors)]
+        known.update(id(t) for t in tf.nest.flatten(inbound[0].output_tensors))
+        calls.append((layer, inbound[0]))
+    return calls
+
+
+def _walk(model, inputs):
+    """The operators of `model` called on `inputs` (Infos), and its output Infos.
+
+    A tensor that a later layer reads stays in the arena meanwhile (the residual input of a
+    branch, say): its bytes are added to the SRAM of every operator it outlives. A layer with
+    no operator (batch norm, ReLU, dropout) passes its input's tensor on, not a new one.
+    """
+    calls = _calls(model)
+    last_use = {}
+    for j, (_, node) in enumerate(calls):
+        for t in tf.nest.flatten(node.input_tensors):
+            last_use[id(t)] = j
+    for t in model.outputs:
+        last_use[id(t)] = len(calls)
+    tensors, root, live = {}, {}, {}  # live: root tensor id -> [last use, bytes]
+    for layer_input, info in zip(model.inputs, inputs):
+        tensors[id(layer_input)] = info
+        root[id(layer_input)] = id(layer_input)
+        live[id(layer_input)] = [last_use.get(id(layer_input), -1), info.bytes]
+    nodes = []
+    for j, (layer, node) in enumerate(calls):
+        in_ids = [id(t) for t in tf.nest.flatten(node.input_tensors)]
+        in_infos = [tensors[i] for i in in_ids]
         outputs = tf.nest.flatten(node.output_tensors)
         if isinstance(layer, keras.Model):
-            out_infos, sub_nodes = _walk(layer, in_infos)
-            nodes.extend(sub_nodes)
+            out_infos, layer_nodes = _walk(layer, in_infos)
         else:
             width, layer_nodes = layer_costs(layer, in_infos, _shape(outputs[0].shape))
-            nodes.extend(layer_nodes)
             out_infos = [Info(_shape(outputs[0].shape), width)]
+        in_roots = {root[i] for i in in_ids}
+        bystanders = [size for r, (end, size) in live.items() if end > j and r not in in_roots]
+        for n in layer_nodes:
+            n.sram = n.sram + sum(bystanders)
+        nodes.extend(layer_nodes)
+        alias = not layer_nodes and len(in_ids) == 1 and len(outputs) == 1
         for tensor, info in zip(outputs, out_infos):
             tensors[id(tensor)] = info
+            end = last_use.get(id(tensor), -1)
+            if alias:
+                root[id(tensor)] = root[in_ids[0]]
+                live[root[in_ids[0]]][0] = max(live[root[in_ids[0]]][0], end)
+            else:
+                root[id(tensor)] = id(tensor)
+                live[id(tensor)] = [end, info.bytes]
+        live = {r: v for r, v in live.items() if v[0] > j}
     return [tensors[id(t)] for t in model.outputs], nodes
 
 

@@ -146,7 +146,7 @@ def _training_arrays(data, what):
 
 
 def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, metrics=None,
-                 learning_rate=1e-4, batch_size=32, callbacks=None, verbose=0):
+                 learning_rate=1e-4, batch_size=32, callbacks=None, initial_epoch=0, verbose=0):
     """Fine-tunes a quantization-aware copy of `model` (tfmot's default 8-bit scheme).
 
     Args:
@@ -159,6 +159,8 @@ def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, 
         learning_rate: Adam learning rate; fine-tuning wants a small one. Defaults to `1e-4`.
         batch_size: Batch size when `train_data` is arrays. Defaults to `32`.
         callbacks: Keras callbacks for `fit`. Defaults to `None`.
+        initial_epoch: Epoch to start from, when resuming with a callback that restores the
+            QAT model's weights (e.g. `mnas.checkpoints.EpochCheckpoint`). Defaults to `0`.
         verbose: Keras `fit` verbosity. Defaults to `0`.
 
     Returns:
@@ -185,10 +187,11 @@ def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, 
                       metrics=metrics)
     if arrays is None:
         qat_model.fit(train_data, epochs=epochs, validation_data=validation_data,
-                      callbacks=callbacks, verbose=verbose)
+                      callbacks=callbacks, initial_epoch=initial_epoch, verbose=verbose)
     else:
         qat_model.fit(*arrays, batch_size=batch_size, epochs=epochs, shuffle=True,
-                      validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+                      validation_data=validation_data, callbacks=callbacks,
+                      initial_epoch=initial_epoch, verbose=verbose)
     return qat_model
 
 

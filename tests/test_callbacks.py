@@ -142,3 +142,34 @@ def test_a_model_without_searchable_layers_is_refused(rng):
     with pytest.raises(ValueError, match=r"expected a model with mnas searchable layers"):
         plain.fit(x, y, epochs=1, verbose=0,
                   callbacks=[callbacks.ResourceRegularizer(sram_bytes=1e5)])
+
+
+def test_derive_meets_the_targets_measured_in_tflite_micro_and_uses_the_budget(rng):
+    x, y = task(rng, 96)
+    model = space().build()  # Untrained: every decision is a tie, the argmax is the widest.
+    widest = measured_arena(model, x)
+    target = 0.6 * widest
+    regularizer = callbacks.ResourceRegularizer(sram_bytes=target)
+    spec, values = regularizer.derive(model, name="fitted")
+    assert spec.name == "fitted"
+    assert values["sram"] <= target * (1 - regularizer.margin)
+    data = export.convert_int8(arch.build(spec), x[:8], num_samples=8)
+    assert tflm.arena_usage(data).total_bytes <= target
+    # The widest architecture that fits: no single wider option still meets the target.
+    searchable = mnas.searchable_layers(model)
+    before = [np.asarray(layer.alpha.numpy()) for layer in searchable]
+    looser = callbacks.ResourceRegularizer(sram_bytes=10 * widest)
+    assert looser.derive(model)[0].widths() == arch.derive(model).widths()
+    for layer, alpha in zip(searchable, before):  # derive leaves the logits as they were
+        np.testing.assert_array_equal(layer.alpha.numpy(), alpha)
+
+
+def test_derive_narrows_in_the_order_of_the_probabilities(rng):
+    model = space().build()
+    stem = mnas.searchable_layers(model)[0]
+    # The search favoured a narrow stem: narrowing goes there first.
+    stem.alpha.assign(np.linspace(3.0, 0.0, stem.num_options).astype("float32"))
+    widest_sram = float(mnas.expected_costs(model).sram_bytes)
+    regularizer = callbacks.ResourceRegularizer(sram_bytes=widest_sram)
+    spec, _ = regularizer.derive(model)
+    assert spec.widths()[0] < 48

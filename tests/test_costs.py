@@ -4,7 +4,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import mnas
-from mnas import arch, costs, errors, estimate, export, search_spaces, tflm
+from mnas import arch, costs, errors, estimate, export, layers, search_spaces, tflm
 
 
 def converted(model, rng):
@@ -50,6 +50,53 @@ def test_micronet_costs_match_the_converter_and_the_interpreter():
     assert expected.sram_bytes == pytest.approx(tflm.arena_usage(data).total_bytes, rel=0.05)
     # MicroNets table 4 gives 16.4 Mops for this model.
     assert expected.ops == pytest.approx(16.4e6, rel=0.03)
+
+
+def test_vww_one_hot_costs_match_the_converter_and_the_interpreter():
+    # Four stages, two residual blocks: the converter's time grows with the layer count.
+    supernet = search_spaces.get("vww", num_blocks=6).build()
+    arch.random_one_hot(supernet, np.random.default_rng(2))
+    expected = costs.expected_costs(supernet).numpy()
+    spec = arch.derive(supernet)
+    assert any(e.get("residual") for e in spec.layers)
+    plain = arch.build(spec)
+    # The plain model's generic rules (residual inputs kept alive) agree with the stage's rule.
+    assert costs.expected_costs(plain).numpy() == expected
+    data = converted(plain, np.random.default_rng(0))
+    measured = tflm.arena_usage(data)
+    assert expected.ops == estimate.estimate_tflite(data).ops
+    assert expected.flash_bytes == pytest.approx(len(data), rel=0.05)
+    assert expected.sram_bytes == pytest.approx(measured.total_bytes, rel=0.05)
+    # TFLite Micro's greedy planner can leave gaps around the residuals' longer lifetimes.
+    assert expected.activation_bytes == pytest.approx(measured.planned_bytes, rel=0.05)
+
+
+def test_residual_input_stays_in_the_arena_until_its_add():
+    inputs = keras.Input((8, 8, 16))
+    x = layers.SearchableInvertedBottleneck([16], [96], repeats=2, name="stage")(inputs)
+    x = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    supernet = keras.Model(inputs, keras.layers.Softmax()(x))
+    for layer in mnas.searchable_layers(supernet):
+        layer.alpha.assign(np.eye(layer.num_options, dtype="float32")[-1] * 30)  # Keep all.
+    expected = costs.expected_costs(supernet).numpy()
+    data = converted(arch.build(arch.derive(supernet)), np.random.default_rng(0))
+    # The peak is the residual block's depthwise conv: its input and output, 8x8x96 each, and
+    # the block's input, 8x8x16, which the ADD reads afterwards.
+    assert expected.activation_bytes == 2 * 8 * 8 * 96 + 8 * 8 * 16
+    assert tflm.arena_usage(data).planned_bytes == expected.activation_bytes
+
+
+def test_vww_costs_are_differentiable_in_every_logit():
+    supernet = search_spaces.get("vww", max_width=32).build()
+    searchable = mnas.searchable_layers(supernet)
+    assert any(isinstance(layer, layers.DepthDecision) for layer in searchable)
+    with tf.GradientTape(persistent=True) as tape:
+        c = costs.expected_costs(supernet)
+    for value in (c.ops, c.flash_bytes, c.sram_bytes):
+        grads = tape.gradient(value, [layer.alpha for layer in searchable])
+        assert all(g is not None for g in grads)
+    ops_grads = tape.gradient(c.ops, [layer.alpha for layer in searchable])
+    assert all(np.any(g.numpy() != 0) for g in ops_grads)
 
 
 def test_costs_are_differentiable_in_every_logit(kws_space):

@@ -28,6 +28,10 @@ def test_width_choices_are_tenths_in_multiples_of_four():
     layers.SearchableDepthwiseSeparable([4, 8], strides=(2, 1), activation=None),
     layers.SearchableDense([4, 8], activation="tanh"),
     layers.SearchableSkip(layers.SearchableDepthwiseSeparable([4, 8]), temperature=0.5),
+    layers.SearchableInvertedBottleneck([8, 16], [[8, 16], [16, 32], [16, 32]], strides=2,
+                                        repeats=3, kernel_size=5, activation="relu",
+                                        skippable=False, gumbel=True, kernel_regularizer="l2"),
+    layers.DepthDecision(temperature=0.5, gumbel=True),
 ])
 def test_get_config_round_trip(layer):
     config = layer.get_config()
@@ -130,3 +134,69 @@ def test_skip_rejects_a_block_that_drops_channels():
         skip.build((None, 6, 6, 8))
     with pytest.raises(ValueError, match=r"`layer`: expected a Keras layer, received 3"):
         layers.SearchableSkip(3)
+
+
+def stage(**kwargs):
+    """A two-block stage: block 0 downsamples, block 1 is residual and skippable."""
+    return layers.SearchableInvertedBottleneck([8, 16], [[8, 16], [24, 48]], strides=2,
+                                               repeats=2, name="stage", **kwargs)
+
+
+def test_inverted_bottleneck_save_load_round_trip_and_sub_decisions(tmp_path):
+    inputs = keras.Input((10, 10, 3))
+    x = layers.SearchableConv2D([4, 8], 3, name="stem")(inputs)
+    x = stage()(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    searchable = mnas.searchable_layers(model)
+    assert [layer.name for layer in searchable] == [
+        "stem", "stage", "stage_expand0", "stage_keep1", "stage_expand1"]
+    for layer in searchable:
+        layer.alpha.assign(np.linspace(1.0, 0.0, layer.num_options))
+    path = str(tmp_path / "supernet.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(0).normal(size=(2, 10, 10, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert [layer.choice() for layer in mnas.searchable_layers(loaded)] == [4, 8, 8, False, 24]
+
+
+def test_inverted_bottleneck_shares_the_stage_width_and_skips_to_the_identity():
+    layer = stage()
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 4)).astype("float32")
+    assert layer(x).shape == (2, 4, 4, 16)
+    layer.alpha.assign([50.0, -50.0])  # Stage width 8, for both blocks.
+    keep = layer.depth_layers[0]
+    keep.alpha.assign([50.0, -50.0])  # Skip block 1.
+    skipped = layer(x).numpy()
+    assert np.all(skipped[..., 8:] == 0) and np.any(skipped[..., :8] != 0)
+    layer.project[1].kernel.assign(layer.project[1].kernel * 10.0)
+    np.testing.assert_allclose(layer(x), skipped, atol=1e-6)  # Block 1 plays no part.
+    keep.alpha.assign([-50.0, 50.0])
+    kept = layer(x).numpy()
+    assert np.all(kept[..., 8:] == 0) and not np.allclose(kept, skipped, atol=1e-3)
+    assert keep.choice() is True and float(keep.keep_probability()) == pytest.approx(1.0)
+
+
+def test_inverted_bottleneck_logits_all_get_gradients():
+    layer = stage(gumbel=True)
+    x = tf.ones((1, 8, 8, 4))
+    layer(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    grads = tape.gradient(loss, [d.alpha for d in mnas.searchable_layers(layer)])
+    assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+
+
+def test_inverted_bottleneck_bad_arguments_are_named():
+    with pytest.raises(ValueError, match=r"Invalid value for `expand_choices`: expected one list "
+                                         r"of widths or 2 lists \(one per block\), received 3"):
+        layers.SearchableInvertedBottleneck([8], [[8], [8], [8]], repeats=2)
+    with pytest.raises(ValueError, match=r"`expand_choices`: expected strictly increasing"):
+        layers.SearchableInvertedBottleneck([8], [16, 8])
+    with pytest.raises(ValueError, match=r"`repeats`: expected a positive int, received 0"):
+        layers.SearchableInvertedBottleneck([8], [16], repeats=0)
+    with pytest.raises(ValueError, match=r"`activation`: expected a name such as 'relu'"):
+        layers.SearchableInvertedBottleneck([8], [16], activation=tf.nn.relu6)
+    with pytest.raises(ValueError, match=r"`SearchableInvertedBottleneck` 'ib': expected a 4D "
+                                         r"\(NHWC\) input, received shape \(None, 8, 3\)"):
+        layers.SearchableInvertedBottleneck([8], [16], name="ib").build((None, 8, 3))

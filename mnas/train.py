@@ -1,0 +1,155 @@
+"""The main job: search, derive, train, quantize, convert, verify in TFLite Micro, report.
+
+Usage:
+
+    python -m mnas.train --flagfile=experiments/kws_demo.flags
+    python -m mnas.train --flagfile=experiments/kws_s.flags --data_dir=/data/speech_commands_v2
+    python -m mnas.train --task=kws --arch=micronet_kws_s --out_dir=runs/kws_s
+
+Flags on the command line override those of the flagfile. The resolved flags are written to
+`<out_dir>/flags.txt` (a flagfile that reproduces the run). Started again with the same flags,
+an interrupted run resumes from its last finished stage and epoch.
+
+Errors (an unknown task, device or architecture, a bad budget, a missing dataset, an
+unwritable output directory) are reported as one line on standard error, with exit code 1.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from mnas import errors, job
+
+_BUDGETS = ("sram_bytes", "flash_bytes", "latency_ms")
+
+
+def define_flags():
+    """Defines the command's flags (not at import, so that importing this module is free)."""
+    defaults = job.Config(task="kws", data_dir="", out_dir="")
+    flags.DEFINE_enum("task", None, job.TASKS, "Use case: keyword spotting, visual wake "
+                      "words or anomaly detection.")
+    flags.DEFINE_string("data_dir", None, "Dataset folder (real or embedded). Defaults to "
+                        "data/embedded/<task>.")
+    flags.DEFINE_string("out_dir", None, "Output directory. Defaults to runs/<task>.")
+    flags.DEFINE_string("device", defaults.device, "Target device: STM32F446RE, STM32F746ZG, "
+                        "STM32F767ZI (or S, M, L), or a JSON profile path.")
+    flags.DEFINE_integer("sram_bytes", None, "SRAM of the target in bytes (the tensor arena "
+                         "gets it minus the device's reserve). Defaults to the device's.")
+    flags.DEFINE_integer("flash_bytes", None, "Flash of the target in bytes (the model gets it "
+                         "minus the device's reserve). Defaults to the device's.")
+    flags.DEFINE_float("latency_ms", None, "Latency budget in ms on the device. Defaults to "
+                       "none.")
+    flags.DEFINE_string("arch", None, "Skip the search: train this architecture (a name such "
+                        "as micronet_kws_s, or an arch.json path).")
+    flags.DEFINE_integer("max_width", None, "Widest channel choice of the search space. "
+                         "Defaults to the space's.")
+    flags.DEFINE_integer("num_blocks", None, "Blocks of the search space. Defaults to the "
+                         "space's.")
+    flags.DEFINE_integer("width_steps", defaults.width_steps, "Width choices per layer (10%, "
+                         "20%, ... of the widest).")
+    flags.DEFINE_integer("image_size", defaults.image_size, "VWW: side of the square input.")
+    flags.DEFINE_bool("grayscale", defaults.grayscale, "VWW: one channel instead of RGB.")
+    flags.DEFINE_string("machine", None, "AD: the machine-type folder when the data folder "
+                        "holds several (e.g. slider).")
+    flags.DEFINE_integer("search_epochs", defaults.search_epochs, "Epochs of the search.")
+    flags.DEFINE_integer("warmup_epochs", defaults.warmup_epochs, "First search epochs that "
+                         "train weights only, architecture frozen.")
+    flags.DEFINE_float("search_learning_rate", defaults.search_learning_rate, "Initial "
+                       "learning rate of the search (cosine decay).")
+    flags.DEFINE_float("temperature_start", defaults.temperature_start, "Softmax temperature "
+                       "of the architecture logits when the search starts.")
+    flags.DEFINE_float("temperature_end", defaults.temperature_end, "... and when it ends.")
+    flags.DEFINE_integer("train_epochs", defaults.train_epochs, "Epochs of the final "
+                         "training of the derived architecture.")
+    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate of the "
+                       "final training (cosine decay).")
+    flags.DEFINE_float("final_learning_rate", defaults.final_learning_rate, "Learning rate "
+                       "at the end of the cosine decays.")
+    flags.DEFINE_float("weight_decay", defaults.weight_decay, "Decoupled weight decay (AdamW) "
+                       "of the weights; 0 uses Adam.")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.")
+    flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
+                      "SpecAugment; VWW: flips, crops; AD: mixup).")
+    flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")
+    flags.DEFINE_enum("quantization", defaults.quantization, job.QUANTIZATION,
+                      "Quantization-aware training (tfmot) or post-training quantization.")
+    flags.DEFINE_integer("qat_epochs", defaults.qat_epochs, "Epochs of quantization-aware "
+                         "fine-tuning.")
+    flags.DEFINE_float("qat_learning_rate", defaults.qat_learning_rate, "Learning rate of the "
+                       "quantization-aware fine-tuning.")
+    flags.DEFINE_integer("calibration_samples", defaults.calibration_samples, "Training "
+                         "samples that calibrate the int8 ranges.")
+    flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
+    flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
+
+    for name in ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
+                 "calibration_samples", "max_width", "num_blocks"):
+        flags.register_validator(name, lambda v: v is None or v >= 1,
+                                 message=f"--{name} must be at least 1.")
+    for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):
+        flags.register_validator(name, lambda v: v >= 0, message=f"--{name} must be >= 0.")
+    for name in _BUDGETS + ("search_learning_rate", "learning_rate", "final_learning_rate",
+                            "qat_learning_rate", "temperature_start", "temperature_end"):
+        flags.register_validator(name, lambda v: v is None or v > 0,
+                                 message=f"--{name} must be a positive number.")
+    flags.mark_flag_as_required("task")
+    flags.register_multi_flags_validator(
+        ["warmup_epochs", "search_epochs", "arch"],
+        lambda f: f["arch"] is not None or f["warmup_epochs"] < f["search_epochs"],
+        message="--warmup_epochs must be below --search_epochs, or the architecture is never "
+                "searched.")
+    flags.register_multi_flags_validator(
+        ["quantization", "qat_epochs"],
+        lambda f: f["quantization"] != "qat" or f["qat_epochs"] >= 1,
+        message="--quantization=qat needs --qat_epochs of at least 1.")
+
+
+def config_from_flags(values):
+    """A `job.Config` from parsed flags, with the defaults that depend on the task."""
+    fields = {name: getattr(values, name) for name in job.Config.__dataclass_fields__}
+    fields["data_dir"] = values.data_dir or os.path.join("data", "embedded", values.task)
+    fields["out_dir"] = values.out_dir or os.path.join("runs", values.task)
+    return job.Config(**fields)
+
+
+def _flagfile(values):
+    """The resolved flags, as a flagfile that reproduces the run."""
+    module_flags = values.get_key_flags_for_module(sys.modules[__name__])
+    return "".join(flag.serialize() + "\n" for flag in module_flags if flag.value is not None)
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would bury the progress.
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; every setting is a --flag.",
+              file=sys.stderr)
+        return 1
+    values = flags.FLAGS
+    config = config_from_flags(values)
+    try:
+        report = job.run(config, _flagfile(values))
+    except (errors.MnasError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume from {config.out_dir}",
+              file=sys.stderr)
+        return 130
+    acc = report["accuracy"]
+    print(f"\n{report['task']} on {report['device']}: "
+          f"{'fits' if report['fits'] else 'does NOT fit'}; arena "
+          f"{report['measured']['arena_bytes']:,} bytes, model "
+          f"{report['measured']['tflite_bytes']:,} bytes; {acc['metric']} float "
+          f"{acc['float']:.4f}, int8 {acc['int8']:.4f}. Outputs in {config.out_dir}")
+    return 0
+
+
+def run():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
