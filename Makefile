@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/embedded
 
-.PHONY: install test lint data benchmarks clean kws ad vww kws-full ad-full vww-full
+.PHONY: install test lint data benchmarks fidelity latency-linearity clean kws ad vww kws-full ad-full vww-full
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,14 @@ $(DATA)/%/MANIFEST.json: | install
 
 benchmarks: install
 	$(PY) benchmarks/search_overhead.py
+
+# Estimated arena and flatbuffer bytes against TFLite Micro and the converter (~20 min, 2 cores).
+fidelity: install
+	$(PY) benchmarks/cost_model_fidelity.py --samples=50
+
+# Host TFLite Micro latency of 30 random KWS-space models against their ops (~8 min).
+latency-linearity: install
+	$(PY) benchmarks/latency_linearity.py --samples=30
 
 # The main job's demos on the embedded data (generated first when missing); outputs in runs/.
 kws: $(DATA)/kws/MANIFEST.json

@@ -26,7 +26,9 @@ from mnas import (  # noqa: E402
     datasets,
     devices,
     errors,
+    estimate,
     export,
+    latency,
     layers,
     search_spaces,
     tflm,
@@ -36,6 +38,7 @@ from mnas.checkpoints import EpochCheckpoint  # noqa: E402
 from mnas.callbacks import ArchitectureLogger, ResourceRegularizer  # noqa: E402
 from mnas.costs import Costs, expected_costs, minimum_costs, register_cost  # noqa: E402
 from mnas.devices import Device, get_device, load_device  # noqa: E402
+from mnas.estimate import Estimate, estimate_keras, estimate_tflite  # noqa: E402
 from mnas.export import (  # noqa: E402
     check_fit,
     convert_int8,
@@ -44,6 +47,7 @@ from mnas.export import (  # noqa: E402
     write_c_sources,
     write_report,
 )
+from mnas.latency import LatencyModel  # noqa: E402
 from mnas.layers import (  # noqa: E402
     DepthDecision,
     SearchableConv2D,
@@ -64,6 +68,8 @@ __all__ = [
     "DepthDecision",
     "Device",
     "EpochCheckpoint",
+    "Estimate",
+    "LatencyModel",
     "ResourceRegularizer",
     "SearchableConv2D",
     "SearchableDense",
@@ -80,10 +86,14 @@ __all__ = [
     "derive",
     "devices",
     "errors",
+    "estimate",
+    "estimate_keras",
+    "estimate_tflite",
     "expected_costs",
     "export",
     "get_architecture",
     "get_device",
+    "latency",
     "layers",
     "load_device",
     "minimum_costs",

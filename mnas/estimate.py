@@ -136,9 +136,10 @@ OPERATORS = {
     19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 34: "PAD", 40: "MEAN",
     114: "QUANTIZE",
 }
-# Field index of each option in the builtin-options tables used here (schema.fbs).
-_CONV_OPTIONS = {"padding": 0, "stride_w": 1, "stride_h": 2}
-_POOL_OPTIONS = {"padding": 0, "stride_w": 1, "stride_h": 2, "filter_w": 3, "filter_h": 4}
+# Field index and format of each option in the builtin-options tables used here (schema.fbs).
+_CONV_OPTIONS = {"padding": (0, "<b"), "stride_w": (1, "<i"), "stride_h": (2, "<i")}
+_POOL_OPTIONS = dict(_CONV_OPTIONS, filter_w=(3, "<i"), filter_h=(4, "<i"))
+_SOFTMAX_OPTIONS = {"beta": (0, "<f")}
 
 
 @dataclasses.dataclass
@@ -152,6 +153,7 @@ class TensorInfo:
     is_constant: bool
     is_variable: bool
     channels: int  # Number of quantization scales (1 per tensor, C per channel, 0 none).
+    scale: float = None  # The first quantization scale, as TFLite Micro reads it, or None.
 
 
 @dataclasses.dataclass
@@ -218,16 +220,16 @@ def _parse_subgraph(graph, codes, buffers):
         if any(d < 0 for d in shape):
             raise _Corrupt(f"tensor {len(tensors)} has a negative dimension {shape}")
         quant = t.table(4)
-        channels = 0
+        channels, scale = 0, None
         if quant is not None:
             scales = quant.vector(2, "f")
             zeros = quant.vector(3, "q")
             if scales and zeros:
-                channels = len(scales)
+                channels, scale = len(scales), scales[0]
         tensors.append(TensorInfo(
             name=t.string(3), shape=tuple(shape), dtype=_DTYPE_NAMES.get(dtype, dtype),
             nbytes=_tensor_bytes(shape, dtype), is_constant=buffers[buffer] > 0,
-            is_variable=bool(t.scalar(5, "<B")), channels=channels))
+            is_variable=bool(t.scalar(5, "<B")), channels=channels, scale=scale))
     n = len(tensors)
 
     def indices(values, what, allow_missing=False):
@@ -246,10 +248,10 @@ def _parse_subgraph(graph, codes, buffers):
         options = {}
         table = op.table(4)
         fields = {"CONV_2D": _CONV_OPTIONS, "DEPTHWISE_CONV_2D": _CONV_OPTIONS,
-                  "AVERAGE_POOL_2D": _POOL_OPTIONS, "MAX_POOL_2D": _POOL_OPTIONS}.get(name, {})
+                  "AVERAGE_POOL_2D": _POOL_OPTIONS, "MAX_POOL_2D": _POOL_OPTIONS,
+                  "SOFTMAX": _SOFTMAX_OPTIONS}.get(name, {})
         if table is not None:
-            options = {k: table.scalar(i, "<b" if k == "padding" else "<i")
-                       for k, i in fields.items()}
+            options = {k: table.scalar(i, fmt) for k, (i, fmt) in fields.items()}
         operators.append(OperatorInfo(
             name=name, inputs=indices(op.vector(1, "i"), name, allow_missing=True),
             outputs=indices(op.vector(2, "i"), name), options=options))
@@ -404,9 +406,11 @@ _EVAL_TENSOR = 24  # TfLiteEvalTensor
 _NODE_AND_REGISTRATION = 64
 _TFLITE_TENSOR = 64  # TfLiteTensor (static-memory build), one per model input and output.
 _AFFINE_QUANTIZATION = 24  # TfLiteAffineQuantization
-# Builtin options parsed from the flatbuffer (builtin_op_data.h structs): (bytes, alignment).
+# Builtin options parsed from the flatbuffer (builtin_op_data.h structs): (bytes, alignment),
+# as this build allocates them. FULLY_CONNECTED's are 8-aligned: with 4, the tail came out 16
+# bytes short on models whose FULLY_CONNECTED options start 4 bytes off an 8-byte boundary.
 _BUILTIN_DATA = {
-    "CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (32, 4),
+    "CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (32, 8),
     "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "MEAN": (1, 1), "SOFTMAX": (4, 4),
     "RESHAPE": (36, 4), "ADD": (8, 4), "MUL": (4, 4), "CONCATENATION": (8, 4),
 }
@@ -577,17 +581,40 @@ def estimate_tflite(model):
 # ---------------------------------------------------------------------------------------------
 # Before conversion: the TFLite graph the converter makes from a plain Keras model.
 # ---------------------------------------------------------------------------------------------
-# Flatbuffer bytes besides the buffers' data, fitted to the TFLite converter (tf 2.21) by
-# `benchmarks/cost_model_fidelity.py`'s models: per tensor (table, shape, buffer entry), per
-# quantization channel (float32 scale + int64 zero point), per byte of tensor name, per
-# operator (table, input and output vectors), and once (metadata, signature, operator codes).
-_FB_PER_TENSOR = 96
+# Flatbuffer bytes besides the buffers' data, fitted by least squares to the TFLite converter's
+# output (tf 2.21) for 112 trained-like models of 2.5 KB to 400 KB (the search spaces,
+# `benchmarks/_random_models.py` and small conv / dense stacks): within 1.2%, and 0.2% above
+# 10 KB. The rest is the padding that aligns each buffer to 16 bytes at its position in the
+# file. Once (header, signature, metadata), per tensor (table, buffer entry, quantization
+# table), per byte of the tensor's name string (length prefix, terminator and padding
+# included), per shape dimension, per quantization channel (float32 scale + int64 zero point),
+# per operator (table, input and output vectors) and per distinct operator (operator code).
+_FB_FIXED = 506
+_FB_PER_TENSOR = 78
+_FB_PER_NAME_BYTE = 1.04
+_FB_PER_DIM = 6.5
 _FB_PER_CHANNEL = 12
-_FB_PER_NAME_BYTE = 1
-_FB_PER_OPERATOR = 40
-_FB_FIXED = 740
+_FB_PER_OPERATOR = 37
+_FB_PER_OPERATOR_CODE = 58
 
-_FUSABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
+# What the converter names the model's output, whatever operator produces it.
+_OUTPUT_NAME = "StatefulPartitionedCall:0"
+# The name of a constant the converter materialises itself (a shape, a zero bias), numbered.
+_CONSTANT_NAME = "arith.constant"
+
+
+def _string_bytes(text):
+    """Bytes of a flatbuffer string: length prefix, UTF-8, terminator, padding to 4."""
+    return 4 + _align(len(text.encode()) + 1, 4)
+
+
+@dataclasses.dataclass
+class _Fused:
+    """A conv, depthwise, dense or add operator and the Keras layers folded or fused into it."""
+
+    layer: object
+    bn: object = None
+    act: str = None  # The fused activation's location name, e.g. "model/re_lu/Relu".
 
 
 class _GraphBuilder:
@@ -596,30 +623,37 @@ class _GraphBuilder:
     def __init__(self, prefix):
         self.prefix = prefix
         self.tensors, self.operators = [], []
-        self.constants = []  # (tensor index, dedup key or None, bytes)
+        self.constants = []  # (tensor index, dedup key: "unique" or equal data shares a buffer)
         self.producer = {}  # tensor index -> operator index
+        self.fused = {}  # output tensor index -> _Fused
+        self.numbered = []  # tensors named `_CONSTANT_NAME` + a number, in creation order
 
-    def tensor(self, shape, dtype="int8", name="", channels=1, data_key=None):
+    def loc(self, layer, what):
+        """The converter's name for TF op `what` of a Keras layer."""
+        return f"{self.prefix}/{layer.name}/{what}"
+
+    def tensor(self, shape, dtype="int8", name=None, channels=1, data_key=None):
         shape = tuple(int(d) for d in shape)
         constant = data_key is not None
         self.tensors.append(TensorInfo(
-            name=f"{self.prefix}/{name}", shape=shape, dtype=dtype,
+            name=name or "", shape=shape, dtype=dtype,
             nbytes=_tensor_bytes(shape, {"int8": 9, "int32": 2}[dtype]),
             is_constant=constant, is_variable=False, channels=channels))
         index = len(self.tensors) - 1
         if constant:
             self.constants.append((index, data_key))
+        if name is None:
+            self.numbered.append(index)
         return index
 
-    def op(self, name, inputs, output_shape, layer_name, options=None):
-        out = self.tensor(output_shape, name=f"{layer_name}/{name}")
+    def op(self, name, inputs, output_shape, out_name, options=None):
+        out = self.tensor(output_shape, name=out_name)
         self.operators.append(OperatorInfo(name, tuple(inputs), (out,), options or {}))
         self.producer[out] = len(self.operators) - 1
         return out
 
-    def rename(self, index, extra):
-        t = self.tensors[index]
-        self.tensors[index] = dataclasses.replace(t, name=f"{self.prefix}/{extra};{t.name}")
+    def rename(self, index, name):
+        self.tensors[index] = dataclasses.replace(self.tensors[index], name=name)
 
     def flatbuffer_bytes(self):
         seen, data = set(), 0
@@ -627,9 +661,12 @@ class _GraphBuilder:
             if key == "unique" or key not in seen:
                 data += _align(self.tensors[index].nbytes)
                 seen.add(key)
-        return (_FB_FIXED + data + _FB_PER_OPERATOR * len(self.operators)
-                + sum(_FB_PER_TENSOR + 4 * len(t.shape) + _FB_PER_NAME_BYTE * len(t.name)
-                      + _FB_PER_CHANNEL * t.channels for t in self.tensors))
+        per_tensor = sum(_FB_PER_TENSOR + _FB_PER_NAME_BYTE * _string_bytes(t.name)
+                         + _FB_PER_DIM * len(t.shape) + _FB_PER_CHANNEL * t.channels
+                         for t in self.tensors)
+        codes = len({op.name for op in self.operators})
+        return round(_FB_FIXED + data + per_tensor + _FB_PER_OPERATOR * len(self.operators)
+                     + _FB_PER_OPERATOR_CODE * codes)
 
 
 def _folded_bias(layer, bn):
@@ -653,12 +690,31 @@ def _layer_inputs(layer):
     return tensors if isinstance(tensors, (list, tuple)) else [tensors]
 
 
+def _activation(layer, keras):
+    """TF op name of a layer that is a plain ReLU or ReLU6, else None."""
+    L = keras.layers
+    if isinstance(layer, L.ReLU) and layer.negative_slope == 0 and layer.threshold == 0:
+        max_value = None if layer.max_value is None else float(layer.max_value)
+        return {None: "Relu", 6.0: "Relu6"}.get(max_value)
+    if isinstance(layer, L.Activation):
+        return {"relu": "Relu", "relu6": "Relu6"}.get(layer.get_config()["activation"])
+    return None
+
+
+def _own_activation(layer):
+    """TF op name of a conv or dense layer's own activation ("" for none), or None."""
+    name = layer.get_config().get("activation", "linear")
+    return {"linear": "", "relu": "Relu", "relu6": "Relu6"}.get(name)
+
+
 def keras_model_info(model):
     """The TFLite graph that the int8 converter makes from a plain Keras model.
 
     Convolutions and dense layers absorb a following BatchNormalization and ReLU / ReLU6, as
-    the converter folds and fuses them; Dropout disappears; a zero dense bias is dropped and
-    equal zero biases share one buffer, as the converter does for freshly built models.
+    the converter folds and fuses them, and additions a following ReLU / ReLU6; Dropout
+    disappears; a zero dense bias is dropped and equal zero biases share one buffer, as the
+    converter does for freshly built models. Tensors are named as the converter names them
+    (the names are a few percent of a small model's flatbuffer).
 
     Returns:
         (ModelInfo, predicted flatbuffer bytes).
@@ -682,113 +738,164 @@ def keras_model_info(model):
             consumers[id(t)] = consumers.get(id(t), 0) + 1
     ref = {id(model.inputs[0]): g.tensor((1,) + tuple(model.input_shape[1:]),
                                          name=f"serving_default_{model.input_names[0]}:0")}
-    folded = {}  # output tensor index -> (layer, pending BN) for conv/dense before BN
     for layer in model.layers:
         if isinstance(layer, L.InputLayer):
             continue
         inputs = [ref[id(t)] for t in _layer_inputs(layer)]
         out_shape = (1,) + tuple(layer.output_shape[1:])
         x = inputs[0]
-        fusable = (x in g.producer and g.operators[g.producer[x]].name in _FUSABLE
-                   and consumers.get(id(_layer_inputs(layer)[0]), 0) == 1)
-        if isinstance(layer, (L.Dropout, L.InputLayer)) or (
+        fused = g.fused.get(x) if consumers.get(id(_layer_inputs(layer)[0]), 0) == 1 else None
+        act = _activation(layer, keras)
+        unsupported = None
+        if isinstance(layer, L.Dropout) or (
                 isinstance(layer, L.Flatten) and len(g.tensors[x].shape) == 2):
             out = x
-        elif isinstance(layer, L.BatchNormalization) and fusable and x in folded:
-            folded[x] = (folded[x][0], layer)
-            g.rename(x, f"{layer.name}/FusedBatchNormV3")
+        elif (isinstance(layer, L.BatchNormalization) and fused is not None
+              and fused.bn is None and fused.act is None
+              and g.operators[g.producer[x]].name != "ADD"):
+            fused.bn = layer
             out = x
-        elif (isinstance(layer, L.ReLU) and fusable and layer.negative_slope == 0
-              and layer.threshold == 0 and layer.max_value in (None, 6.0)) or (
-                isinstance(layer, L.Activation) and fusable
-                and layer.get_config()["activation"] == "relu"):
-            g.rename(x, f"{layer.name}/Relu")
+        elif act and fused is not None and fused.act is None:
+            fused.act = g.loc(layer, act)
             out = x
-        elif isinstance(layer, L.ReLU) or (isinstance(layer, L.Activation)
-                                           and layer.get_config()["activation"] == "relu"):
-            six = isinstance(layer, L.ReLU) and layer.max_value == 6.0
-            out = g.op("RELU6" if six else "RELU", [x], out_shape, layer.name)
-        elif isinstance(layer, (L.Softmax,)) or (
+        elif act:
+            out = g.op(act.upper(), [x], out_shape, g.loc(layer, act))
+        elif isinstance(layer, L.Softmax) or (
                 isinstance(layer, L.Activation)
                 and layer.get_config()["activation"] == "softmax"):
-            out = g.op("SOFTMAX", [x], out_shape, layer.name)
-        elif isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)) and not isinstance(
-                layer, (L.Conv2DTranspose, L.SeparableConv2D)):
-            kh, kw = layer.kernel_size
-            cin, cout = int(layer.input_shape[-1]), int(layer.output_shape[-1])
-            depthwise = isinstance(layer, L.DepthwiseConv2D)
-            shape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
-            w = g.tensor(shape, name=f"{layer.name}/kernel", channels=cout, data_key="unique")
-            b = g.tensor((cout,), "int32", name=f"{layer.name}/bias", channels=cout,
-                         data_key="bias")
-            op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
-            options = {"stride_h": layer.strides[0], "stride_w": layer.strides[1]}
-            out = g.op(op, [x, w, b], out_shape, layer.name, options)
-            folded[out] = (layer, None)
-        elif isinstance(layer, L.Dense):
-            if len(g.tensors[x].shape) != 2:
-                raise errors.UnsupportedLayerError(
-                    f"Unsupported layer {layer.name!r}: expected a Dense layer on a flat input, "
-                    f"received input shape {layer.input_shape}.")
-            cin, cout = int(layer.input_shape[-1]), int(layer.output_shape[-1])
-            w = g.tensor((cout, cin), name=f"{layer.name}/MatMul", channels=cout,
-                         data_key="unique")
-            out = g.op("FULLY_CONNECTED", [x, w, -1], out_shape, layer.name)
-            folded[out] = (layer, None)
+            out = g.op("SOFTMAX", [x], out_shape, g.loc(layer, "Softmax"))
+        elif isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)) and not isinstance(
+                layer, (L.Conv2DTranspose, L.SeparableConv2D, L.Conv1D, L.Conv3D)):
+            own = _own_activation(layer)
+            if own is None:
+                unsupported = f"{type(layer).__name__} with activation " \
+                              f"{layer.get_config()['activation']!r}"
+            else:
+                out = _weighted_op(g, layer, x, out_shape, L)
+                g.fused[out].act = g.loc(layer, own) if own else None
         elif isinstance(layer, (L.AveragePooling2D, L.MaxPooling2D)):
             ph, pw = layer.pool_size
-            op = "AVERAGE_POOL_2D" if isinstance(layer, L.AveragePooling2D) else "MAX_POOL_2D"
-            out = g.op(op, [x], out_shape, layer.name, {"filter_h": ph, "filter_w": pw})
+            avg = isinstance(layer, L.AveragePooling2D)
+            out = g.op("AVERAGE_POOL_2D" if avg else "MAX_POOL_2D", [x], out_shape,
+                       g.loc(layer, "AvgPool" if avg else "MaxPool"),
+                       {"filter_h": ph, "filter_w": pw})
         elif isinstance(layer, L.GlobalAveragePooling2D) and not layer.keepdims:
-            axis = g.tensor((2,), "int32", name="reduction_indices", channels=0,
-                            data_key="axis")
-            out = g.op("MEAN", [x, axis], out_shape, layer.name)
+            axis = g.tensor((2,), "int32", name=g.loc(layer, "Mean/reduction_indices"),
+                            channels=0, data_key="axis")
+            out = g.op("MEAN", [x, axis], out_shape, g.loc(layer, "Mean"))
         elif isinstance(layer, (L.Flatten, L.Reshape)):
-            shape = g.tensor((len(out_shape),), "int32", name="shape", channels=0,
+            shape = g.tensor((len(out_shape),), "int32", channels=0,
                              data_key=("shape", out_shape))
-            out = g.op("RESHAPE", [x, shape], out_shape, layer.name)
+            out = g.op("RESHAPE", [x, shape], out_shape, g.loc(layer, "Reshape"))
         elif isinstance(layer, L.Add) and len(inputs) == 2:
-            out = g.op("ADD", inputs, out_shape, layer.name)
+            out = g.op("ADD", inputs, out_shape, g.loc(layer, "add"))
+            g.fused[out] = _Fused(layer)
         elif isinstance(layer, L.Concatenate):
-            out = g.op("CONCATENATION", inputs, out_shape, layer.name)
+            out = g.op("CONCATENATION", inputs, out_shape, g.loc(layer, "concat"))
         elif isinstance(layer, L.ZeroPadding2D):
-            pads = g.tensor((4, 2), "int32", name="paddings", channels=0,
+            pads = g.tensor((4, 2), "int32", name=g.loc(layer, "Pad/paddings"), channels=0,
                             data_key=("pad", layer.padding))
-            out = g.op("PAD", [x, pads], out_shape, layer.name)
+            out = g.op("PAD", [x, pads], out_shape, g.loc(layer, "Pad"))
         else:
+            unsupported = type(layer).__name__
+        if unsupported:
             raise errors.UnsupportedLayerError(
-                f"Unsupported layer {layer.name!r}: expected Conv2D, DepthwiseConv2D, Dense, "
-                f"BatchNormalization, ReLU, pooling, Flatten, Reshape, Add, Concatenate, "
-                f"ZeroPadding2D, Dropout or Softmax, received {type(layer).__name__}.")
+                f"Unsupported layer {layer.name!r}: expected Conv2D, DepthwiseConv2D, Dense "
+                f"(linear, ReLU or ReLU6), BatchNormalization after them, ReLU, ReLU6, "
+                f"pooling, Flatten, Reshape, Add, Concatenate, ZeroPadding2D, Dropout or "
+                f"Softmax, received {unsupported}.")
         for t in layer._inbound_nodes[0].output_tensors if isinstance(
                 layer._inbound_nodes[0].output_tensors, (list, tuple)) else [
                 layer._inbound_nodes[0].output_tensors]:
             ref[id(t)] = out
-    _finish_biases(g, folded)
+    _finish_fused(g)
     output = ref[id(model.outputs[0])]
+    g.rename(output, _OUTPUT_NAME)
+    for number, index in enumerate(g.numbered):
+        g.rename(index, _CONSTANT_NAME + (str(number) if number else ""))
     info = _ordered(g, output)
     return info, g.flatbuffer_bytes()
 
 
-def _finish_biases(g, folded):
-    """Resolves biases: zero ones are shared (conv) or dropped (dense), as the converter does."""
-    for out, (layer, bn) in folded.items():
+def _weighted_op(g, layer, x, out_shape, L):
+    """Adds a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED operator; names come later."""
+    cin, cout = int(layer.input_shape[-1]), int(layer.output_shape[-1])
+    if isinstance(layer, L.Dense):
+        if len(g.tensors[x].shape) != 2:
+            raise errors.UnsupportedLayerError(
+                f"Unsupported layer {layer.name!r}: expected a Dense layer on a flat input, "
+                f"received input shape {layer.input_shape}.")
+        w = g.tensor((cout, cin), name="", channels=cout, data_key="unique")
+        out = g.op("FULLY_CONNECTED", [x, w, -1], out_shape, "")
+    else:
+        kh, kw = layer.kernel_size
+        depthwise = isinstance(layer, L.DepthwiseConv2D)
+        shape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
+        w = g.tensor(shape, name="", channels=cout, data_key="unique")
+        b = g.tensor((cout,), "int32", name="", channels=cout, data_key="bias")
+        options = {"stride_h": layer.strides[0], "stride_w": layer.strides[1]}
+        out = g.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, w, b], out_shape, "",
+                   options)
+    g.fused[out] = _Fused(layer)
+    return out
+
+
+def _finish_fused(g):
+    """Resolves biases and names of the fused operators, as the converter does.
+
+    A zero bias (a freshly built model's) is shared by convolutions and dropped by dense
+    layers, and named like the converter's own constants; a nonzero one is unique and takes
+    the fused operator's location name, which the output then repeats with a "1".
+    """
+    for out, fused in g.fused.items():
         op_index = g.producer[out]
         op = g.operators[op_index]
+        act = [fused.act] if fused.act else []
+        if op.name == "ADD":
+            g.rename(out, ";".join(act + [g.tensors[out].name]))
+            continue
+        layer, bn = fused.layer, fused.bn
         bias = _folded_bias(layer, bn)
         zero = not np.any(bias)
+        loc = g.loc
         if op.name == "FULLY_CONNECTED":
+            matmul = [loc(layer, "MatMul")]
+            if bn is not None:
+                kernel = [loc(bn, "batchnorm/mul_1")]
+                bias_name = act + [loc(bn, "batchnorm/add_1")]
+                out_name = (matmul + ([loc(layer, "BiasAdd")] if layer.use_bias else [])
+                            + kernel + bias_name)
+            else:
+                kernel = matmul
+                bias_name = act + [loc(layer, "BiasAdd")]
+                out_name = matmul + bias_name if not zero else matmul + act
             if not zero:
                 cout = int(layer.output_shape[-1])
-                b = g.tensor((cout,), "int32", name=f"{layer.name}/bias", channels=cout,
+                b = g.tensor((cout,), "int32", name=";".join(bias_name), channels=cout,
                              data_key="unique")
                 g.operators[op_index] = dataclasses.replace(op, inputs=op.inputs[:2] + (b,))
-        elif not zero:
-            g.constants = [(t, "unique" if t == op.inputs[2] else key)
-                           for t, key in g.constants]
         else:
-            g.constants = [(t, ("zeros", g.tensors[t].shape) if t == op.inputs[2] else key)
-                           for t, key in g.constants]
+            base = [loc(layer, "Conv2D" if op.name == "CONV_2D" else "depthwise")]
+            norm = [loc(bn, "FusedBatchNormV3")] if bn is not None else []
+            adds = ([loc(layer, "BiasAdd/ReadVariableOp"), loc(layer, "BiasAdd")]
+                    if layer.use_bias else [])
+            if not zero:
+                bias_name = act + norm + adds + base
+                g.rename(op.inputs[2], ";".join(bias_name))
+                out_name = bias_name
+            else:
+                g.numbered.append(op.inputs[2])
+                out_name = act + (norm if op.name == "DEPTHWISE_CONV_2D" else []) + base
+            depthwise_fold = op.name == "DEPTHWISE_CONV_2D" and bn is not None
+            kernel = (norm + base + (adds if not zero else [])) if depthwise_fold else base
+            if zero and depthwise_fold:
+                kernel = act + kernel
+            key = "unique" if not zero else ("zeros", g.tensors[op.inputs[2]].shape)
+            g.constants = [(t, key if t == op.inputs[2] else k) for t, k in g.constants]
+        g.rename(op.inputs[1], ";".join(kernel))
+        out_name = ";".join(out_name)
+        g.rename(out, out_name + ("1" if out_name == ";".join(kernel)
+                                  or (op.name != "FULLY_CONNECTED" and not zero) else ""))
 
 
 def _ordered(g, output):

@@ -5,6 +5,11 @@ planned by TFLite Micro's greedy memory planner) and the tail (persistent alloca
 writes those figures only to the process's standard error, at the file-descriptor level, so
 they are read here by redirecting descriptor 2.
 
+The native interpreter aborts its process, instead of returning an error, on a truncated
+flatbuffer and on quantization parameters its kernels assert on (an int8 softmax whose logits
+span almost nothing, as in an untrained model): `read_model` checks both first and raises an
+`InvalidModelFileError` that says which tensor and which bound.
+
 Example:
 
 >>> from mnas import tflm
@@ -66,20 +71,91 @@ def load_bytes(model):
 
 
 def read_model(model):
-    """Returns the bytes of `model` (bytes, or a path), checked to look like a TFLite file.
+    """Returns the bytes of `model` (bytes, or a path), checked to be safe for TFLite Micro.
+
+    The native interpreter neither verifies the flatbuffer nor returns an error for every
+    quantization its kernels cannot handle: it aborts the process instead. So the file's
+    structure is checked first, then the quantization parameters those kernels assert on
+    (`check_kernel_limits`).
 
     Raises:
-        InvalidModelFileError: The file is missing, unreadable, not a TFLite flatbuffer, or
-            truncated or corrupt (a field points outside the file).
+        InvalidModelFileError: The file is missing, unreadable, not a TFLite flatbuffer,
+            truncated or corrupt (a field points outside the file), or has quantization
+            parameters on which TFLite Micro would abort.
     """
     from mnas import estimate
 
     data, name = load_bytes(model)
-
-    # A full structural check: the native interpreter does not verify the flatbuffer, and a
-    # truncated or corrupt file would crash the process instead of raising.
-    estimate.parse_model(data, name, check_operators=False)
+    check_kernel_limits(estimate.parse_model(data, name, check_operators=False), name)
     return data
+
+
+# TFLite Micro's int8 softmax turns beta * input_scale into a fixed-point multiplier with
+# kScaledDiffIntegerBits = 5 integer bits (softmax_common.cc, PreprocessSoftmaxScaling) and
+# asserts that it exceeds 1 (QuantizeMultiplierGreaterThanOne), or aborts.
+_SOFTMAX_MULTIPLIER_SCALE = float(1 << (31 - 5))
+# Its int8 ADD rescales the inputs to twice the larger input scale, shifted left by 20 bits,
+# and asserts that each multiplier is in (0, 1) (add_common.cc,
+# QuantizeMultiplierSmallerThanOneExp), or aborts.
+_ADD_LEFT_SHIFT = 20
+
+
+def softmax_min_input_scale(beta=1.0):
+    """The input scale an int8 SOFTMAX needs in TFLite Micro: it must be strictly above this.
+
+    TFLite Micro requires `beta * input_scale * 2**26 > 1`.
+
+    Example:
+
+    >>> softmax_min_input_scale()
+    1.4901161193847656e-08
+    """
+    return 1.0 / (beta * _SOFTMAX_MULTIPLIER_SCALE) if beta > 0 else float("inf")
+
+
+def check_kernel_limits(info, name="model"):
+    """Raises if TFLite Micro's kernels would abort on the quantization of `info`.
+
+    Args:
+        info: A `mnas.estimate.ModelInfo`, from `mnas.estimate.parse_model`.
+        name: Label of the model in the error message. Defaults to `"model"`.
+
+    Raises:
+        InvalidModelFileError: An int8 SOFTMAX's input scale is too small for TFLite Micro's
+            fixed-point softmax (the logits span almost nothing, as in an untrained or
+            degenerate model), or an int8 ADD's output scale is too small for its inputs.
+    """
+    tensors = info.tensors
+    for index, op in enumerate(info.operators):
+        if not op.inputs or op.inputs[0] < 0 or not op.outputs:
+            continue
+        x, out = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if op.name == "SOFTMAX" and x.dtype == "int8":
+            beta = op.options.get("beta", 0.0)
+            scale = x.scale or 0.0
+            # The same double arithmetic as TFLite Micro, so the bound is exact.
+            if not beta * scale * _SOFTMAX_MULTIPLIER_SCALE > 1.0:
+                raise errors.InvalidModelFileError(
+                    f"Invalid model file {name!r}: expected the input of SOFTMAX operator "
+                    f"{index} (tensor {x.name!r}) to have a scale above "
+                    f"{softmax_min_input_scale(beta):.6g} (TFLite Micro's int8 softmax needs "
+                    f"beta * scale * 2**26 > 1, beta = {beta:g}), received {scale:.6g}: the "
+                    f"logits span almost nothing ({255 * scale:.3g} over the int8 range), as in "
+                    f"an untrained or degenerate model, and TFLite Micro would abort the process "
+                    f"on it.")
+        if op.name == "ADD" and out.dtype == "int8" and len(op.inputs) == 2:
+            scales = [tensors[t].scale or 0.0 for t in op.inputs]
+            twice_max = 2.0 * max(scales)
+            out_scale = out.scale or 0.0
+            if min(scales) <= 0.0 or not (
+                    out_scale > 0.0 and twice_max / ((1 << _ADD_LEFT_SHIFT) * out_scale) < 1.0):
+                raise errors.InvalidModelFileError(
+                    f"Invalid model file {name!r}: expected ADD operator {index} (output "
+                    f"{out.name!r}) to have positive scales and an output scale above 2**-19 "
+                    f"times its larger input scale (TFLite Micro's int8 add), received input "
+                    f"scales {scales[0]:.6g} and {scales[1]:.6g} and output scale "
+                    f"{out_scale:.6g}: its output spans almost nothing, and TFLite Micro would "
+                    f"abort the process on it.")
 
 
 def _interpreter(data, arena_size=None):
@@ -171,8 +247,8 @@ class MicroRunner:
         """Runs a batch of float inputs; returns float outputs."""
         return self.dequantize(self.predict_raw(self.quantize(x)))
 
-    def time_invoke_ms(self, repeats=20, warmup=3):
-        """Median host wall time of one invocation, in milliseconds."""
+    def invoke_times_ms(self, repeats=20, warmup=3):
+        """Host wall times of `repeats` invocations, after `warmup` untimed ones, in ms."""
         shape = self.input_details["shape"][1:]
         sample = np.zeros(shape, dtype=self.input_details["dtype"])
         for _ in range(warmup):
@@ -181,8 +257,12 @@ class MicroRunner:
         for _ in range(repeats):
             start = time.perf_counter()
             self.invoke_raw(sample)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times) * 1e3)
+            times.append((time.perf_counter() - start) * 1e3)
+        return times
+
+    def time_invoke_ms(self, repeats=20, warmup=3):
+        """Median host wall time of one invocation, in milliseconds."""
+        return float(np.median(self.invoke_times_ms(repeats, warmup)))
 
 
 def _qparams(details):
@@ -209,3 +289,66 @@ def dequantize(y, details):
         return np.asarray(y, dtype=np.float32)
     scale, zero = _qparams(details)
     return (np.asarray(y, dtype=np.float32) - zero) * scale
+
+
+# The child imports only this module and its light dependencies: a stand-in `mnas` package
+# keeps `mnas/__init__.py`, and TensorFlow with it, out of the child (seconds, and log lines).
+_ISOLATED = """
+import json, statistics, sys, types
+package = types.ModuleType("mnas")
+package.__path__ = [sys.argv[2]]
+sys.modules["mnas"] = package
+from mnas import tflm
+data = sys.stdin.buffer.read()
+usage = tflm.arena_usage(data)
+repeats = int(sys.argv[1])
+times = tflm.MicroRunner(data).invoke_times_ms(repeats=repeats) if repeats else None
+print(json.dumps({"total_bytes": usage.total_bytes, "planned_bytes": usage.planned_bytes,
+                  "persistent_bytes": usage.persistent_bytes,
+                  "host_latency_ms": statistics.median(times) if times else None,
+                  "host_latency_min_ms": min(times) if times else None}))
+"""
+
+
+def measure_isolated(model, repeats=20):
+    """Measures arena and host latency in a child process, which survives an interpreter abort.
+
+    `read_model` rejects the models on which TFLite Micro is known to abort; this runs the
+    interpreter where any other abort costs only the child. The child does not import
+    TensorFlow, so it starts in well under a second.
+
+    Args:
+        model: TFLite flatbuffer bytes, or the path of a `.tflite` file.
+        repeats: Timed invocations (their median and minimum are kept); `0` measures
+            the arena only.
+            Defaults to `20`.
+
+    Returns:
+        A dict with `total_bytes`, `planned_bytes`, `persistent_bytes`, and the median and the
+        fastest invocation, `host_latency_ms` and `host_latency_min_ms` (None when `repeats` is
+        0).
+
+    Raises:
+        InvalidModelFileError: The model is not a complete TFLite flatbuffer, or TFLite Micro
+            would abort on its quantization (`check_kernel_limits`).
+        RuntimeError: The interpreter failed or aborted on the model.
+
+    Example:
+
+    >>> measure_isolated("kws_ref_model.tflite", repeats=5)["total_bytes"]  # doctest: +SKIP
+    24272
+    """
+    import json
+    import subprocess
+
+    data = read_model(model)
+    package = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", _ISOLATED, str(int(repeats)), package],
+                            input=data, capture_output=True)
+    if result.returncode != 0:
+        how = (f"was killed by signal {-result.returncode}" if result.returncode < 0
+               else f"exited with code {result.returncode}")
+        last = result.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"The TFLite Micro interpreter failed on this model: its process "
+                           f"{how}{' (' + last[0] + ')' if last else ''}.")
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])

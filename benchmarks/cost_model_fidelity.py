@@ -1,0 +1,178 @@
+"""How exact are mnas's resource estimates? Checked against the converter and TFLite Micro.
+
+For the MLPerf Tiny reference models and random architectures of every search space in
+`mnas.search_spaces.SPACES` (plus, with `--random_models`, random plain DS-CNN /
+MobileNetV2-like / FC-autoencoder models), compares:
+
+- the arena estimated from the `.tflite` (`estimate_tflite`) and from the Keras model before
+  conversion (`estimate_keras`) with the arena TFLite Micro measures (`mnas.tflm`);
+- the flatbuffer bytes predicted from the Keras model with the converter's output;
+- the search's differentiable SRAM cost (`mnas.costs.expected_costs` of the supernet with the
+  sampled architecture's one-hot choices) with the measured arena.
+
+Random architectures are built fresh, given trained-like statistics and converted as
+`python -m mnas.profile --arch` does (`mnas.profile.convert_like_trained`).
+
+Prints one line per model, then max and median absolute error in percent per set; the last
+line is `arena_max_abs_error_pct=<x>` (the arena estimated from the `.tflite`, over every
+model).
+
+    python benchmarks/cost_model_fidelity.py --samples=50
+"""
+
+# mnas comes first: it selects Keras 2 (tf_keras) before TensorFlow is imported.
+import mnas  # noqa: F401, I001
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+from mnas import arch, costs, errors, estimate, profile, search_spaces, tflm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _random_models  # noqa: E402
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                         "reference")
+
+
+def define_flags():
+    flags.DEFINE_integer("samples", 50, "Random architectures per search space.")
+    flags.DEFINE_integer("random_models", 0, "Random plain models per backbone generator.")
+    flags.DEFINE_list("spaces", None, "Search spaces to sample. Defaults to every space in "
+                      "mnas.search_spaces.SPACES.")
+    flags.DEFINE_string("reference_dir", REFERENCE, "Directory of the reference .tflite models.")
+    flags.DEFINE_integer("seed", 0, "Seed of the architecture sampling.")
+
+
+def _pct(estimated, actual):
+    return 100.0 * abs(estimated - actual) / actual
+
+
+def _signed_pct(estimated, actual):
+    return 100.0 * (estimated - actual) / actual
+
+
+def _summary(name, values):
+    values = np.asarray(values, dtype=np.float64)
+    return (f"{name}: n={len(values)} max_abs_error_pct={values.max():.3f} "
+            f"median_abs_error_pct={float(np.median(values)):.3f}")
+
+
+def _measure(model, rng, expected=None):
+    """One row of figures for a fresh Keras model; `expected` are its differentiable costs."""
+    tflite = profile.convert_like_trained(model, rng)
+    try:
+        measured = tflm.measure_isolated(tflite, repeats=0)
+    except (errors.InvalidModelFileError, RuntimeError) as e:
+        print(f"  {model.name}: not measured: {e}", flush=True)
+        return None
+    arena = measured["total_bytes"]
+    after = estimate.estimate_tflite(tflite)
+    before = estimate.estimate_keras(model)
+    row = {"arena_tflite": _pct(after.arena_bytes, arena),
+           "arena_keras": _pct(before.arena_bytes, arena),
+           "flatbuffer_keras": _pct(before.tflite_bytes, len(tflite)),
+           "flatbuffer_keras_signed": _signed_pct(before.tflite_bytes, len(tflite))}
+    line = (f"  {model.name}: arena measured {arena} tflite-estimate {after.arena_bytes} "
+            f"keras-estimate {before.arena_bytes}; flatbuffer {len(tflite)} keras-estimate "
+            f"{before.tflite_bytes} ({row['flatbuffer_keras_signed']:+.2f}%)")
+    if expected is not None:
+        row["sram_signed"] = _signed_pct(expected.sram_bytes, arena)
+        row["activation_signed"] = _signed_pct(expected.activation_bytes,
+                                               measured["planned_bytes"])
+        row["persistent_signed"] = _signed_pct(expected.persistent_bytes,
+                                               measured["persistent_bytes"])
+        line += (f"; differentiable SRAM {expected.sram_bytes:.0f} "
+                 f"({row['sram_signed']:+.2f}%)")
+    print(line, flush=True)
+    return row
+
+
+def _space_rows(space, samples, rng):
+    """Rows for random architectures of a search space, with the supernet's expected costs."""
+    supernet = space.build()
+    rows = []
+    for i in range(samples):
+        arch.random_one_hot(supernet, rng)
+        expected = costs.expected_costs(supernet).numpy()
+        model = arch.build(arch.derive(supernet, name=f"{space.name}_sample{i}"))
+        rows.append(_measure(model, rng, expected))
+    return [r for r in rows if r is not None]
+
+
+def _plain_rows(generator, count, rng):
+    rows = []
+    for _ in range(count):
+        model = generator(rng)
+        try:
+            expected = costs.expected_costs(model).numpy()
+        except errors.UnsupportedLayerError:
+            expected = None
+        rows.append(_measure(model, rng, expected))
+    return [r for r in rows if r is not None]
+
+
+def _report(name, rows, attempted):
+    print(f"== {name}: measured {len(rows)} of {attempted}")
+    if not rows:
+        return
+    for key in ("arena_tflite", "arena_keras", "flatbuffer_keras"):
+        print("  " + _summary(key, [r[key] for r in rows]))
+    for key, what in (("sram_signed", "differentiable_sram_vs_measured_arena"),
+                      ("activation_signed", "differentiable_activations_vs_measured_planned"),
+                      ("persistent_signed", "differentiable_persistent_vs_measured_tail")):
+        signed = [r[key] for r in rows if key in r]
+        if signed:
+            print(f"  {what}: n={len(signed)} mean_signed_error_pct={np.mean(signed):+.2f} "
+                  f"min={np.min(signed):+.2f} max={np.max(signed):+.2f} "
+                  f"max_abs={np.max(np.abs(signed)):.2f}")
+    sys.stdout.flush()
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    start = time.time()
+    rng = np.random.default_rng(FLAGS.seed)
+    arena_errors, flatbuffer_errors = [], []
+    ref_rows = []
+    print("== reference models")
+    for name in sorted(os.listdir(FLAGS.reference_dir)):
+        if name.endswith(".tflite"):
+            path = os.path.join(FLAGS.reference_dir, name)
+            measured = tflm.measure_isolated(path, repeats=0)["total_bytes"]
+            est = estimate.estimate_tflite(path).arena_bytes
+            print(f"  {name}: arena measured {measured} tflite-estimate {est}")
+            ref_rows.append(_pct(est, measured))
+    print("  " + _summary("arena_tflite", ref_rows))
+    arena_errors += ref_rows
+    for space_name in FLAGS.spaces or sorted(search_spaces.SPACES):
+        try:
+            space = search_spaces.get(space_name)
+        except errors.UnknownNameError:
+            print(f"== search space {space_name!r}: not available, skipped")
+            continue
+        print(f"== search space {space_name}: {FLAGS.samples} random architectures")
+        rows = _space_rows(space, FLAGS.samples, rng)
+        _report(f"search space {space_name}", rows, FLAGS.samples)
+        arena_errors += [r["arena_tflite"] for r in rows]
+        flatbuffer_errors += [r["flatbuffer_keras"] for r in rows]
+    if FLAGS.random_models:
+        for gen_name, generator in _random_models.GENERATORS.items():
+            print(f"== random plain {gen_name}: {FLAGS.random_models} models")
+            rows = _plain_rows(generator, FLAGS.random_models, rng)
+            _report(f"random plain {gen_name}", rows, FLAGS.random_models)
+            arena_errors += [r["arena_tflite"] for r in rows]
+            flatbuffer_errors += [r["flatbuffer_keras"] for r in rows]
+    print(f"== all: {len(arena_errors)} models in {time.time() - start:.0f} s")
+    if flatbuffer_errors:
+        print(f"flatbuffer_max_abs_error_pct={max(flatbuffer_errors):.3f}")
+    print(f"arena_max_abs_error_pct={max(arena_errors):.3f}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

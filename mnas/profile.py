@@ -1,0 +1,325 @@
+"""Profiles a TFLite model for microcontrollers: per-layer costs, arena, flash, latency, fit.
+
+Usage:
+
+    python -m mnas.profile model.tflite
+    python -m mnas.profile --arch=micronet_kws_s --measure
+    python -m mnas.profile --arch=spec.json --device=STM32F446RE --json
+
+`--arch` builds the architecture (a name of `mnas.arch` or a saved spec), gives it the
+statistics of a trained model (`set_trained_statistics`), converts it to int8 with random
+calibration data and profiles the result. `--measure` adds the figures of the real
+TFLite Micro interpreter (arena, host latency). `--latency_csv=DEVICE=measured.csv` replaces a
+device's throughput model by a line fitted to latencies measured on that board.
+
+Errors (not a TFLite file, a truncated one, an unknown operator, device or architecture) are
+reported as one line on standard error, with exit code 1. TensorFlow's logs and the converter's
+progress are kept off standard error.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+from absl import app, flags
+
+from mnas import devices, errors
+
+
+def define_flags():
+    """Defines the command's flags (not at import, so that importing this module is free)."""
+    flags.DEFINE_string("arch", None, "Architecture name (e.g. micronet_kws_s) or spec JSON "
+                        "path to build, convert to int8 and profile, instead of a .tflite.")
+    flags.DEFINE_multi_string("device", sorted(devices.BUILTIN),
+                              "Device names (or S/M/L) or JSON profile paths.")
+    flags.DEFINE_string("backbone", None, "Backbone for the throughput latency model. Defaults "
+                        "to the architecture's, or 'default' for a .tflite.")
+    flags.DEFINE_multi_string("latency_csv", [], "DEVICE=CSV: a line fitted to `model,ms` "
+                              "latencies measured on that device replaces its throughput.")
+    flags.DEFINE_bool("measure", False, "Also run the TFLite Micro interpreter: measured "
+                      "arena and host latency.")
+    flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random calibration data for --arch.")
+
+
+def set_trained_statistics(model, data, seed=0):
+    """Gives a freshly built model the statistics of a trained one, in place.
+
+    Why: in a freshly initialised model every BatchNormalization holds moving mean 0 and
+    variance 1, while the Glorot-initialised convolutions shrink the signal at each layer
+    (a 3x3 depthwise kernel over C channels by about 2 / (C + 1) in variance). The logits of an
+    untrained `micronet_kws_s` are about 1e-7 on random inputs, the converter gives the
+    softmax input a scale near 1e-8, and TFLite Micro aborts on it
+    (`mnas.tflm.check_kernel_limits`); the ranges, and with them the figures, would be nothing
+    like a trained model's. Training keeps activations near unit scale (its logits then span
+    about 2). So each BatchNormalization gets a random scale and offset
+    like trained ones (gamma in [0.5, 1.5], beta ~ N(0, 0.25)) and the moving mean and
+    variance of its input over `data`; convolution and dense biases get small random values
+    (N(0, 0.1)), so the converter keeps them as it does a trained model's.
+
+    Args:
+        model: A Keras model (plain or with mnas searchable layers).
+        data: Input samples (a batch), e.g. the calibration data of the conversion.
+        seed: Seed (or `np.random.Generator`) of the random scales, offsets and biases.
+            Defaults to `0`.
+
+    Returns:
+        `model`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from mnas import arch
+    >>> model = arch.build(arch.get_architecture("ds_cnn_s"))
+    >>> data = np.random.default_rng(0).random((8, 49, 10, 1), dtype=np.float32)
+    >>> model = set_trained_statistics(model, data)
+    """
+    import tf_keras as keras
+
+    rng = np.random.default_rng(seed)
+    norms = []
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            norms.append(layer)
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
+            if layer.center:
+                layer.beta.assign(rng.normal(0.0, 0.25, layer.beta.shape))
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                                keras.layers.Dense)) and getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0.0, 0.1, layer.bias.shape))
+    # One forward pass in training mode with momentum 0: each BatchNormalization normalises
+    # with its input's batch statistics and stores them as its moving statistics, so the
+    # layers after it see what they will see in inference.
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(np.asarray(data, dtype=np.float32), training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return model
+
+
+def convert_like_trained(model, seed=0, num_samples=8):
+    """Converts a freshly built model to int8 as `--arch` does.
+
+    Draws `num_samples` uniform random inputs, gives the model trained-like statistics from
+    them (`set_trained_statistics`, which changes `model` in place) and converts it with
+    them as calibration data.
+
+    Args:
+        model: A plain Keras model.
+        seed: Seed (or `np.random.Generator`) of the data and statistics. Defaults to `0`.
+        num_samples: Calibration samples. Defaults to `8`.
+
+    Returns:
+        The int8 TFLite flatbuffer bytes.
+    """
+    from mnas import export
+
+    rng = np.random.default_rng(seed)
+    data = rng.random((num_samples,) + tuple(model.input_shape[1:]), dtype=np.float32)
+    set_trained_statistics(model, data, rng)
+    return export.convert_int8(model, data, num_samples=num_samples)
+
+
+def _model_bytes(path, arch_name, seed):
+    """Returns (flatbuffer bytes, label, backbone) for a .tflite path or an architecture."""
+    from mnas import estimate
+
+    if arch_name is None:
+        with_path = estimate.read_model_info(path)  # Checks the file before anything else.
+        del with_path
+        with open(path, "rb") as f:
+            return f.read(), path, None
+    from mnas import arch
+
+    try:
+        spec = arch.get_architecture(arch_name)
+    except ValueError as e:  # A spec file that does not parse (`mnas.arch` raises ValueError).
+        if isinstance(e, errors.MnasError):
+            raise
+        raise errors.UnknownNameError(f"Invalid value for `arch`: {e}") from None
+    return convert_like_trained(arch.build(spec), seed), arch_name, spec.backbone
+
+
+def _latency_models(entries):
+    from mnas import latency
+
+    models = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise errors.DeviceProfileError(
+                f"Invalid value for `latency_csv`: expected DEVICE=PATH, received {entry!r}.")
+        models[devices.get_device(name).name] = latency.LatencyModel.from_csv(path)
+    return models
+
+
+def profile(model, device_names, backbone="default", latency_models=None, measure=False):
+    """Profiles a TFLite model against devices.
+
+    Args:
+        model: Flatbuffer bytes or a `.tflite` path.
+        device_names: Device names, S/M/L, or JSON profile paths.
+        backbone: Backbone name for the throughput latency model. Defaults to `"default"`.
+        latency_models: {device name: `LatencyModel`} fitted to measurements. Defaults to none.
+        measure: Whether to run the TFLite Micro interpreter too. Defaults to `False`.
+
+    Returns:
+        A JSON-serialisable dict: `tflite_bytes`, `arena_bytes_estimated`, `planned_bytes`,
+        `persistent_bytes`, `ops`, `layers`, `devices` ({name: `latency_ms`, `fits`, ...}), and
+        with `measure` `arena_bytes_measured` and `host_latency_ms`.
+    """
+    from mnas import estimate, tflm
+
+    est = estimate.estimate_tflite(model)
+    targets = [devices.get_device(name) for name in device_names]
+    report = {
+        "tflite_bytes": est.tflite_bytes,
+        "arena_bytes_estimated": est.arena_bytes,
+        "planned_bytes": est.planned_bytes,
+        "persistent_bytes": est.persistent_bytes,
+        "ops": est.ops,
+        "layers": [dict(op=layer.op, output_shape=list(layer.output_shape), ops=layer.ops,
+                        activation_bytes=layer.activation_bytes,
+                        weight_bytes=layer.weight_bytes) for layer in est.layers],
+    }
+    arena = est.arena_bytes
+    if measure:
+        measured = tflm.measure_isolated(model)
+        arena = measured["total_bytes"]
+        report["arena_bytes_measured"] = measured["total_bytes"]
+        report["host_latency_ms"] = measured["host_latency_ms"]
+    latency_models = latency_models or {}
+    report["devices"] = {}
+    for dev in targets:
+        fitted = latency_models.get(dev.name)
+        ms = fitted.predict(est.ops) if fitted else dev.latency_ms(est.ops, backbone)
+        report["devices"][dev.name] = {
+            "latency_ms": float(ms),
+            "latency_model": "measured fit" if fitted else f"throughput ({backbone})",
+            "sram_budget_bytes": dev.sram_budget_bytes,
+            "flash_budget_bytes": dev.flash_budget_bytes,
+            "fits_sram": arena <= dev.sram_budget_bytes,
+            "fits_flash": est.tflite_bytes <= dev.flash_budget_bytes,
+            "fits": arena <= dev.sram_budget_bytes and est.tflite_bytes <= dev.flash_budget_bytes,
+        }
+    return report
+
+
+def format_table(report, label):
+    """The report as a per-layer table, totals and one line per device."""
+    lines = [f"Model: {label}",
+             f"{'#':>3}  {'operator':<18} {'output shape':<18} {'ops':>12} "
+             f"{'act bytes':>10} {'weight bytes':>12}"]
+    for i, layer in enumerate(report["layers"]):
+        shape = "x".join(str(d) for d in layer["output_shape"])
+        lines.append(f"{i:>3}  {layer['op']:<18} {shape:<18} {layer['ops']:>12,} "
+                     f"{layer['activation_bytes']:>10,} {layer['weight_bytes']:>12,}")
+    lines.append(f"Total ops: {report['ops']:,} ({report['ops'] / 1e6:.2f} MOps)")
+    lines.append(f"Flatbuffer: {report['tflite_bytes']:,} bytes")
+    lines.append(f"Arena (estimated): {report['arena_bytes_estimated']:,} bytes = "
+                 f"{report['planned_bytes']:,} planned + {report['persistent_bytes']:,} "
+                 f"persistent")
+    if "arena_bytes_measured" in report:
+        lines.append(f"Arena (TFLite Micro): {report['arena_bytes_measured']:,} bytes")
+        lines.append(f"Host latency (TFLite Micro): {report['host_latency_ms']:.3f} ms")
+    for name, dev in report["devices"].items():
+        verdict = "fits" if dev["fits"] else "does NOT fit"
+        why = [] if dev["fits"] else [
+            what for what, ok in (("SRAM", dev["fits_sram"]), ("flash", dev["fits_flash"]))
+            if not ok]
+        lines.append(f"{name}: {verdict}{' (' + ', '.join(why) + ')' if why else ''}; "
+                     f"SRAM budget {dev['sram_budget_bytes']:,}, flash budget "
+                     f"{dev['flash_budget_bytes']:,}; latency {dev['latency_ms']:.1f} ms "
+                     f"({dev['latency_model']})")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _native_stderr_kept():
+    """Keeps what native code writes to file descriptor 2 off the terminal.
+
+    That is TensorFlow's C++ logs and the converter's progress lines, which no log level
+    silences. It is replayed if something other than an mnas error escapes, as context.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        except errors.MnasError:
+            raise
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            f.seek(0)
+            sys.stderr.write(f.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _quiet_python_logs():
+    """TensorFlow's and absl's Python logs at ERROR, and no converter warnings."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"tensorflow\.")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    paths = argv[1:]
+    _quiet_python_logs()
+    try:
+        if FLAGS.arch is None and len(paths) != 1:
+            raise errors.InvalidModelFileError(
+                f"Invalid arguments: expected one .tflite path or --arch, received "
+                f"{len(paths)} paths.")
+        if FLAGS.arch is not None and paths:
+            raise errors.InvalidModelFileError(
+                f"Invalid arguments: expected a .tflite path or --arch, not both; received "
+                f"{paths[0]!r} and --arch={FLAGS.arch}.")
+        with _native_stderr_kept():
+            data, label, backbone = _model_bytes(paths[0] if paths else None, FLAGS.arch,
+                                                 FLAGS.seed)
+            report = profile(data, FLAGS.device, FLAGS.backbone or backbone or "default",
+                             _latency_models(FLAGS.latency_csv), FLAGS.measure)
+    except (errors.MnasError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    report["model"] = label
+    print(json.dumps(report, indent=1) if FLAGS.json else format_table(report, label))
+    return 0
+
+
+def run():
+    """The `python -m mnas.profile` command."""
+    # Too late for the logs TensorFlow writes while `mnas` imports it, but read by the native
+    # code it loads later and by child processes.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    with _native_stderr_kept():
+        # TensorFlow registers an absl start-up callback that probes for GPUs, which logs a
+        # CUDA error on a machine without one; probing here first keeps that line quiet.
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
