@@ -155,7 +155,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
             raise ValueError(
                 f"Invalid model for `ResourceRegularizer`: expected a model with mnas searchable "
                 f"layers, received {self.model.name!r} with none.")
-        self._backbone = self.backbone or getattr(self.model, "mnas_backbone", "default")
+        self._backbone = self._backbone_of(self.model)
         self.check_reachable(self.model)
         for variable in self._strengths.values():
             variable.assign(0.0)
@@ -180,11 +180,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
         `fit` calls it when training begins; call it earlier to refuse a budget before any
         work is done.
         """
-        smallest = mcosts.minimum_costs(model)
-        reachable = {"sram": smallest.sram_bytes, "flash": smallest.flash_bytes}
-        if self.device is not None:
-            backbone = self.backbone or getattr(model, "mnas_backbone", "default")
-            reachable["latency"] = float(self.device.latency_ms(smallest.ops, backbone))
+        reachable = self._budget_figures(mcosts.minimum_costs(model), model)
         units = {"sram": "bytes", "flash": "bytes", "latency": "ms"}
         for name, target in self.targets.items():
             if name in reachable and reachable[name] > target:
@@ -198,12 +194,17 @@ class ResourceRegularizer(keras.callbacks.Callback):
             logits = np.full(layer.num_options, -30.0, dtype="float32")
             logits[pick] = 30.0
             layer.alpha.assign(logits)
-        c = mcosts.expected_costs(model).numpy()
-        backbone = self.backbone or getattr(model, "mnas_backbone", "default")
-        values = {"sram": c.sram_bytes, "flash": c.flash_bytes}
+        return self._budget_figures(mcosts.expected_costs(model).numpy(), model)
+
+    def _backbone_of(self, model):
+        return self.backbone or getattr(model, "mnas_backbone", "default")
+
+    def _budget_figures(self, costs, model):
+        """SRAM, flash and (with a device) latency of `Costs`, as the targets measure them."""
+        figures = {"sram": costs.sram_bytes, "flash": costs.flash_bytes}
         if self.device is not None:
-            values["latency"] = float(self.device.latency_ms(c.ops, backbone))
-        return values
+            figures["latency"] = float(self.device.latency_ms(costs.ops, self._backbone_of(model)))
+        return figures
 
     def _within(self, values):
         return all(values[k] <= t * (1.0 - self.margin) for k, t in self.targets.items()

@@ -429,6 +429,8 @@ class Verification:
             int8 outputs on the same inputs, in quantization steps.
         mismatch_fraction: Fraction of output values where the two interpreters differ.
         samples: Number of test samples.
+        int8_outputs: TFLite Micro's dequantized outputs per sample (not in `to_json`).
+        float_outputs: The float model's outputs per sample, or None (not in `to_json`).
     """
 
     metric: str
@@ -437,9 +439,13 @@ class Verification:
     max_diff_steps: int
     mismatch_fraction: float
     samples: int
+    int8_outputs: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    float_outputs: np.ndarray | None = dataclasses.field(default=None, repr=False,
+                                                         compare=False)
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.name.endswith("_outputs")}
 
 
 def auc(labels, scores):
@@ -488,9 +494,7 @@ def verify(tflite_bytes, x, y, float_model=None, metric="accuracy"):
             f"Invalid value for `y`: expected one label per sample of `x` ({len(x)}), received "
             f"{len(y)}.")
     data = tflm.read_model(tflite_bytes)
-    # A generous arena: MicroRunner's default (the measured total + 1 KiB) is too small for
-    # the memory planner's own scratch space on small models with many tensors.
-    runner = tflm.MicroRunner(data, arena_size=max(10 * len(data), 1 << 20))
+    runner = tflm.MicroRunner(data)
     x_q = runner.quantize(x)
     micro_raw = runner.predict_raw(x_q)
     interpreter = _tflite_interpreter(data)
@@ -502,12 +506,14 @@ def verify(tflite_bytes, x, y, float_model=None, metric="accuracy"):
         interpreter.invoke()
         lite_raw.append(interpreter.get_tensor(output["index"])[0].copy())
     diff = np.abs(micro_raw.astype(np.int64) - np.stack(lite_raw).astype(np.int64))
-    float_value = None
+    float_value = float_outputs = None
     if float_model is not None:
-        float_value = _metric_value(metric, x, y, np.asarray(
-            float_model.predict(x, batch_size=256, verbose=0), dtype=np.float32))
-    return Verification(metric, _metric_value(metric, x, y, runner.dequantize(micro_raw)),
-                        float_value, int(diff.max()), float(np.mean(diff > 0)), len(x))
+        float_outputs = np.asarray(float_model.predict(x, batch_size=256, verbose=0),
+                                   dtype=np.float32)
+        float_value = _metric_value(metric, x, y, float_outputs)
+    micro = runner.dequantize(micro_raw)
+    return Verification(metric, _metric_value(metric, x, y, micro), float_value,
+                        int(diff.max()), float(np.mean(diff > 0)), len(x), micro, float_outputs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,16 @@ CHANNEL_MULTIPLE = 4  # CMSIS-NN kernels are much faster on channel counts divis
 BN_MOMENTUM = 0.9
 
 
+
+def _nhwc(layer, input_shape):
+    """`input_shape` as a `TensorShape`, checked to be 4D (NHWC) for `layer`."""
+    input_shape = tf.TensorShape(input_shape)
+    if input_shape.rank != 4:
+        raise ValueError(
+            f"Invalid input to `{type(layer).__name__}` {layer.name!r}: expected a 4D (NHWC) "
+            f"input, received shape {input_shape}.")
+    return input_shape
+
 def batch_norm(name=None):
     """A BatchNormalization layer with mnas's momentum."""
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
@@ -393,11 +403,7 @@ class SearchableSkip(ArchitectureMixin, keras.layers.Wrapper):
         self._init_arch(len(self.OPTIONS), temperature, gumbel)
 
     def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank != 4:
-            raise ValueError(
-                f"Invalid input to `SearchableSkip` {self.name!r}: expected a 4D (NHWC) input, "
-                f"received shape {input_shape}.")
+        input_shape = _nhwc(self, input_shape)
         self._build_arch(prefix="depth_")
         if not self.layer.built:
             self.layer.build(input_shape)
@@ -612,11 +618,7 @@ class SearchableInvertedBottleneck(WidthSearchMixin, keras.layers.Layer):
         return shapes
 
     def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank != 4:
-            raise ValueError(
-                f"Invalid input to `SearchableInvertedBottleneck` {self.name!r}: expected a 4D "
-                f"(NHWC) input, received shape {input_shape}.")
+        input_shape = _nhwc(self, input_shape)
         self._build_arch()
         for i, (shape, expanded, mid) in enumerate(self.block_shapes(input_shape)):
             self.expand_layers[i].build(shape)

@@ -192,9 +192,7 @@ def arena_usage(model, arena_size=None):
         An `ArenaUsage`.
     """
     data = read_model(model)
-    if arena_size is None:
-        arena_size = max(10 * len(data), 1 << 20)
-    interpreter = _interpreter(data, arena_size)
+    interpreter = _interpreter(data, arena_size or host_arena_size(data))
     text = _capture_stderr(interpreter.print_allocations)
     totals = {m.group(1): int(m.group(2)) for m in _LINE.finditer(text)}
     if set(totals) != {"total", "head", "tail"}:
@@ -203,12 +201,20 @@ def arena_usage(model, arena_size=None):
     return ArenaUsage(totals["total"], totals["head"], totals["tail"], kinds)
 
 
+def host_arena_size(data):
+    """An arena any model fits on the host: TFLite Micro's own heuristic (ten times the model
+    size), raised to 1 MiB for small models, whose planner needs scratch space."""
+    return max(10 * len(data), 1 << 20)
+
+
 class MicroRunner:
     """Runs a TFLite model in the TFLite Micro interpreter one sample at a time.
 
     Args:
         model: TFLite flatbuffer bytes, or the path of a `.tflite` file.
-        arena_size: Arena size in bytes. Defaults to the size `arena_usage` measures plus 1 KiB.
+        arena_size: Arena size in bytes. Defaults to `host_arena_size`: on the host the arena
+            only has to be large enough, and the planner needs scratch space beyond what
+            `arena_usage` reports.
 
     Example:
 
@@ -218,9 +224,7 @@ class MicroRunner:
 
     def __init__(self, model, arena_size=None):
         self.data = read_model(model)
-        if arena_size is None:
-            arena_size = arena_usage(self.data).total_bytes + 1024
-        self._interpreter = _interpreter(self.data, arena_size)
+        self._interpreter = _interpreter(self.data, arena_size or host_arena_size(self.data))
         self.input_details = self._interpreter.get_input_details(0)
         self.output_details = self._interpreter.get_output_details(0)
 
