@@ -3,8 +3,12 @@
 mnas runs on Keras 2 (`tf_keras`), which tensorflow-model-optimization needs: importing mnas
 sets `TF_USE_LEGACY_KERAS=1` before TensorFlow is imported, so a script that imports mnas first
 gets the same Keras from `tf.keras`.
+
+The public names are loaded on first use (module `__getattr__`), so that `import mnas` and the
+`.tflite` path of `python -m mnas.profile` do not import TensorFlow.
 """
 
+import importlib
 import os
 import sys
 
@@ -19,91 +23,42 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
         stacklevel=2,
     )
 
-from mnas import (  # noqa: E402
-    arch,
-    checkpoints,
-    costs,
-    datasets,
-    devices,
-    errors,
-    estimate,
-    export,
-    latency,
-    layers,
-    search_spaces,
-    tflm,
-)
-from mnas.arch import ArchSpec, build, derive, get_architecture  # noqa: E402
-from mnas.checkpoints import EpochCheckpoint  # noqa: E402
-from mnas.callbacks import ArchitectureLogger, ResourceRegularizer  # noqa: E402
-from mnas.costs import Costs, expected_costs, minimum_costs, register_cost  # noqa: E402
-from mnas.devices import Device, get_device, load_device  # noqa: E402
-from mnas.estimate import Estimate, estimate_keras, estimate_tflite  # noqa: E402
-from mnas.export import (  # noqa: E402
-    check_fit,
-    convert_int8,
-    quantize_qat,
-    verify,
-    write_c_sources,
-    write_report,
-)
-from mnas.latency import LatencyModel  # noqa: E402
-from mnas.layers import (  # noqa: E402
-    DepthDecision,
-    SearchableConv2D,
-    SearchableDense,
-    SearchableDepthwiseSeparable,
-    SearchableInvertedBottleneck,
-    SearchableSkip,
-    searchable_layers,
-    width_choices,
-)
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArchSpec",
-    "ArchitectureLogger",
-    "Costs",
-    "DepthDecision",
-    "Device",
-    "EpochCheckpoint",
-    "Estimate",
-    "LatencyModel",
-    "ResourceRegularizer",
-    "SearchableConv2D",
-    "SearchableDense",
-    "SearchableDepthwiseSeparable",
-    "SearchableInvertedBottleneck",
-    "SearchableSkip",
-    "arch",
-    "build",
-    "check_fit",
-    "checkpoints",
-    "convert_int8",
-    "costs",
-    "datasets",
-    "derive",
-    "devices",
-    "errors",
-    "estimate",
-    "estimate_keras",
-    "estimate_tflite",
-    "expected_costs",
-    "export",
-    "get_architecture",
-    "get_device",
-    "latency",
-    "layers",
-    "load_device",
-    "minimum_costs",
-    "quantize_qat",
-    "register_cost",
-    "search_spaces",
-    "searchable_layers",
-    "tflm",
-    "verify",
-    "width_choices",
-    "write_c_sources",
-    "write_report",
-]
+_SUBMODULES = (
+    "arch", "callbacks", "checkpoints", "costs", "datasets", "devices", "errors", "estimate",
+    "export", "latency", "layers", "search_spaces", "tflm",
+)
+
+# Public name -> the module that defines it.
+_NAMES = {
+    "ArchSpec": "arch", "build": "arch", "derive": "arch", "get_architecture": "arch",
+    "EpochCheckpoint": "checkpoints",
+    "ArchitectureLogger": "callbacks", "ResourceRegularizer": "callbacks",
+    "Costs": "costs", "expected_costs": "costs", "minimum_costs": "costs",
+    "register_cost": "costs",
+    "Device": "devices", "get_device": "devices", "load_device": "devices",
+    "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
+    "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
+    "verify": "export", "write_c_sources": "export", "write_report": "export",
+    "LatencyModel": "latency",
+    "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",
+    "SearchableDepthwiseSeparable": "layers", "SearchableInvertedBottleneck": "layers",
+    "SearchableSkip": "layers", "searchable_layers": "layers", "width_choices": "layers",
+}
+
+__all__ = sorted((*_SUBMODULES, *_NAMES))
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mnas.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"mnas.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mnas' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted((*globals(), *__all__))

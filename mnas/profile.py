@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 from absl import app, flags
 
-from mnas import devices, errors
+from mnas import console, devices, errors
 
 
 def define_flags():
@@ -308,15 +308,8 @@ def main(argv):
 
 def run():
     """The `python -m mnas.profile` command."""
-    # Too late for the logs TensorFlow writes while `mnas` imports it, but read by the native
-    # code it loads later and by child processes.
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with _native_stderr_kept():
-        # TensorFlow registers an absl start-up callback that probes for GPUs, which logs a
-        # CUDA error on a machine without one; probing here first keeps that line quiet.
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")
+    console.own_lines_only()
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # Read by native code loaded later, and children.
     define_flags()
     app.run(main)
 

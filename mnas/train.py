@@ -19,13 +19,15 @@ import sys
 
 from absl import app, flags, logging
 
-from mnas import errors, job
+from mnas import console, errors
 
 _BUDGETS = ("sram_bytes", "flash_bytes", "latency_ms")
 
 
 def define_flags():
     """Defines the command's flags (not at import, so that importing this module is free)."""
+    from mnas import job
+
     defaults = job.Config(task="kws", data_dir="", out_dir="")
     flags.DEFINE_enum("task", None, job.TASKS, "Use case: keyword spotting, visual wake "
                       "words or anomaly detection.")
@@ -107,6 +109,8 @@ def define_flags():
 
 def config_from_flags(values):
     """A `job.Config` from parsed flags, with the defaults that depend on the task."""
+    from mnas import job
+
     fields = {name: getattr(values, name) for name in job.Config.__dataclass_fields__}
     fields["data_dir"] = values.data_dir or os.path.join("data", "embedded", values.task)
     fields["out_dir"] = values.out_dir or os.path.join("runs", values.task)
@@ -125,6 +129,8 @@ def main(argv):
         print(f"error: unexpected arguments {argv[1:]}; every setting is a --flag.",
               file=sys.stderr)
         return 1
+    from mnas import job
+
     values = flags.FLAGS
     config = config_from_flags(values)
     try:
@@ -146,6 +152,8 @@ def main(argv):
 
 
 def run():
+    """The `python -m mnas.train` command."""
+    console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     app.run(main)

@@ -1,8 +1,13 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import mnas  # noqa: F401  (Keras 2 before TensorFlow)
 import tf_keras as keras
+
+# The MLPerf Tiny reference models, in the shared folder beside the project's.
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 @pytest.fixture(autouse=True)

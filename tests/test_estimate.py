@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import REFERENCE
 
 from mnas import errors, estimate, export, profile, tflm
 
 L = keras.layers
-REFERENCE = "/work/shared/reference"
 
 
 def _convert(model):

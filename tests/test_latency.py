@@ -7,7 +7,7 @@ import pytest
 
 from mnas import devices, errors, estimate, latency
 
-REFERENCE = "/work/shared/reference"
+from conftest import REFERENCE
 
 
 def test_latency_from_throughput():

@@ -14,7 +14,9 @@ from absl import flags
 
 from mnas import arch, errors, estimate, profile
 
-KWS = "/work/shared/reference/kws_ref_model.tflite"
+from conftest import REFERENCE
+
+KWS = str(REFERENCE / "kws_ref_model.tflite")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What `import mnas` makes TensorFlow's native libraries print while they load, before any
 # mnas code can keep it off standard error (a CUDA probe through absl logging).
@@ -120,7 +122,7 @@ def test_native_stderr_is_kept_off_the_terminal(capfd):
 
 def test_measured_latency_fit(capsys, tmp_path):
     csv = tmp_path / "board.csv"
-    csv.write_text(f"model,ms\n{KWS},10\n/work/shared/reference/vww_96_int8.tflite,20\n")
+    csv.write_text(f"model,ms\n{KWS},10\n{REFERENCE / 'vww_96_int8.tflite'},20\n")
     code, out, err = _main(capsys, KWS, "--json", "--device=S", f"--latency_csv=S={csv}")
     assert code == 0, err
     assert json.loads(out)["devices"]["STM32F446RE"]["latency_ms"] == pytest.approx(10.0)

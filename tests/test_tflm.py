@@ -10,12 +10,14 @@ import sys
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import REFERENCE
 
 from mnas import errors, estimate, export, tflm
 
 L = keras.layers
 
-KWS = "/work/shared/reference/kws_ref_model.tflite"
+
+KWS = str(REFERENCE / "kws_ref_model.tflite")
 
 
 def test_arena_usage_of_reference_model():
