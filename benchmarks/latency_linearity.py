@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, estimate, latency, profile, search_spaces, tflm
+from mnas import arch, derivation, estimate, latency, profile, search_spaces, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _random_models  # noqa: E402
@@ -58,7 +58,7 @@ def main(argv):
     start = time.time()
     for i in range(FLAGS.samples):
         if supernet is not None:
-            arch.random_one_hot(supernet, rng)
+            derivation.set_choices(supernet, derivation.random_picks(supernet, rng))
             model = arch.build(arch.derive(supernet, name=f"kws_sample{i}"))
         else:
             model = _random_models.ds_cnn(rng)

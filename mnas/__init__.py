@@ -26,7 +26,8 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "arch", "callbacks", "checkpoints", "costs", "datasets", "devices", "errors", "estimate",
+    "arch", "callbacks", "checkpoints", "costs", "datasets", "derivation", "devices", "errors",
+    "estimate",
     "export", "latency", "layers", "search_spaces", "tflm",
 )
 
@@ -37,6 +38,7 @@ _NAMES = {
     "ArchitectureLogger": "callbacks", "ResourceRegularizer": "callbacks",
     "Costs": "costs", "expected_costs": "costs", "minimum_costs": "costs",
     "register_cost": "costs",
+    "derive_within": "derivation", "fixed_choices": "derivation",
     "Device": "devices", "get_device": "devices", "load_device": "devices",
     "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 import tf_keras as keras
 
 from mnas import errors
@@ -275,27 +274,6 @@ def _source_weights(layer, entry):
     return [w for part in parts for w in part.get_weights()]
 
 
-def _fold_masked_inputs(source, entry_layers):
-    """Folds what a DS block's dropped input channels contributed in the supernet into its BN.
-
-    The supernet's depthwise conv sees the dropped input channels as zeros, but its batch norm
-    shifts them to a constant, which the pointwise conv reads: a constant per output channel,
-    which the derived model gets by lowering the pointwise batch norm's moving mean.
-    """
-    depthwise = entry_layers[0]
-    bn_pointwise = [x for x in entry_layers if isinstance(x, keras.layers.BatchNormalization)][-1]
-    kept = depthwise.input_shape[-1]
-    if kept >= source.depthwise.depthwise_kernel.shape[2]:
-        return
-    bn = source.bn_depthwise
-    leaked = bn.beta - bn.gamma * bn.moving_mean / np.sqrt(bn.moving_variance + bn.epsilon)
-    if source.activation:
-        leaked = keras.activations.get(source.activation)(leaked)
-    kernel = source.pointwise.kernel[0, 0, kept:, :bn_pointwise.moving_mean.shape[0]]
-    offset = np.asarray(leaked)[kept:] @ np.asarray(kernel)
-    bn_pointwise.moving_mean.assign(bn_pointwise.moving_mean - offset)
-
-
 def _find_layer(model, name):
     for layer in mlayers.searchable_layers(model) + model.layers:
         if layer.name == name:
@@ -340,8 +318,6 @@ def build(spec, weights_from=None):
             targets = [w for plain in entry_layers for w in plain.weights]
             for target, value in zip(targets, _source_weights(layer, entry)):
                 target.assign(value[tuple(slice(0, d) for d in target.shape)])
-            if isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-                _fold_masked_inputs(layer, entry_layers)
     return model
 
 
@@ -460,11 +436,3 @@ def get_architecture(name):
     raise errors.UnknownNameError(
         f"Invalid value for `arch`: expected one of {sorted(NAMED_ARCHITECTURES)} or the path "
         f"of a saved spec, received {name!r}.")
-
-
-def random_one_hot(model, rng):
-    """Sets every searchable layer of `model` to a random one-hot choice (for sampling)."""
-    for layer in mlayers.searchable_layers(model):
-        logits = np.full(layer.num_options, -10.0, dtype="float32")
-        logits[rng.integers(layer.num_options)] = 10.0
-        layer.alpha.assign(logits)

@@ -10,13 +10,17 @@ logits:
   scale and an int64 zero point per channel, for weights and biases), plus the flatbuffer's
   bookkeeping per tensor and per operator;
 - SRAM bytes: per operator, the int8 bytes of its inputs + its outputs + the tensors that stay
-  alive across it (a residual input waiting for its ADD); the model's SRAM is the max over
-  operators, plus TFLite Micro's persistent allocations (per tensor, per operator, and
-  the per-channel requantization data of conv layers).
+  alive across it (a residual input waiting for its ADD); the model's SRAM is a smooth maximum
+  (log-sum-exp) over operators, so every operator near the peak, and every decision that can
+  make it the peak, gets a gradient; plus TFLite Micro's persistent allocations (per tensor,
+  per operator, and the per-channel requantization data of conv layers).
 
-With one-hot architecture probabilities the costs are those of the derived plain model: ops
-exactly, flash and SRAM within a few percent of the TFLite converter and the TFLite Micro
-interpreter (`tests/test_costs.py` checks this against both).
+These closed forms give the gradients. Their values are made exact by a correction: the exact
+estimator's figures (`mnas.estimate_keras`: TFLite Micro's planner with its fragmentation, the
+converter's flatbuffer) for the argmax architecture, less the closed forms at that architecture
+(`correction`). With one-hot architecture probabilities, `expected_costs` therefore equals the
+derived model's converted flatbuffer and interpreter arena (`tests/test_costs.py` checks this
+against both).
 
 The rules are data: `COST_RULES` maps a layer class to a function; `register_cost` adds one.
 
@@ -32,7 +36,9 @@ Example:
 True
 """
 
+import contextvars
 import dataclasses
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -114,6 +120,30 @@ class Costs:
         """The costs as Python floats."""
         return Costs(*(float(tf.convert_to_tensor(v)) for v in _values(self)))
 
+    def shifted(self, offsets):
+        """These costs plus `offsets` (a `Costs` of the same fields)."""
+        return Costs(*(a + b for a, b in zip(_values(self), _values(offsets))))
+
+
+# While set (`smooth_costs(..., straight_through=True)`), a decision's probabilities are its
+# argmax's one-hot in value and the softmax in gradient.
+_straight_through = contextvars.ContextVar("straight_through", default=False)
+
+
+def _probabilities(layer):
+    """A decision's probabilities as the costs see them."""
+    p = layer.probabilities()
+    if not _straight_through.get():
+        return p
+    # Ties go to the later option, as `derive` breaks them.
+    index = layer.num_options - 1 - tf.argmax(tf.reverse(layer.alpha, [0]))
+    hard = tf.one_hot(index, layer.num_options, dtype=p.dtype)
+    return hard + p - tf.stop_gradient(p)
+
+
+def _expected_width(layer):
+    return tf.tensordot(_probabilities(layer), tf.constant(layer.choices, tf.float32), 1)
+
 
 def _tensor_flash(params):
     return params + FLASH_PER_TENSOR
@@ -149,7 +179,7 @@ def _conv_rule(kernel_size, groups_depthwise=False):
 
 
 def _searchable_conv(layer, inputs, out_shape):
-    width = layer.expected_width()
+    width = _expected_width(layer)
     return width, [_conv_rule(layer.kernel_size)(inputs[0], out_shape, width)]
 
 
@@ -157,13 +187,13 @@ def _searchable_ds(layer, inputs, out_shape):
     (x,) = inputs
     mid_shape = tuple(out_shape[:-1]) + (x.shape[-1],)
     depthwise = _conv_rule(layer.kernel_size, groups_depthwise=True)(x, mid_shape, x.width)
-    width = layer.expected_width()
+    width = _expected_width(layer)
     pointwise = _conv_rule((1, 1))(Info(mid_shape, x.width), out_shape, width)
     return width, [depthwise, pointwise]
 
 
 def _searchable_dense(layer, inputs, out_shape):
-    width = layer.expected_width()
+    width = _expected_width(layer)
     (x,) = inputs
     out = Info(out_shape, width)
     return width, [_layer_node(x.bytes, out, 2 * x.width * width, x.width * width, width)]
@@ -171,7 +201,7 @@ def _searchable_dense(layer, inputs, out_shape):
 
 def _searchable_skip(layer, inputs, out_shape):
     (x,) = inputs
-    p_skip, p_keep = tf.unstack(layer.probabilities())
+    p_skip, p_keep = tf.unstack(_probabilities(layer))
     width, block_nodes = layer_costs(layer.layer, inputs, out_shape)
     nodes = [n.scaled(p_keep) for n in block_nodes]
     if layer.downsamples:
@@ -183,12 +213,12 @@ def _searchable_skip(layer, inputs, out_shape):
 
 def _searchable_ib(layer, inputs, out_shape):
     (x,) = inputs
-    width = layer.expected_width()
+    width = _expected_width(layer)
     nodes = []
     for i, (in_shape, expanded, mid) in enumerate(layer.block_shapes((None,) + x.shape)):
         in_shape, expanded, mid = (tuple(s.as_list()[1:]) for s in (in_shape, expanded, mid))
         block_in = x if i == 0 else Info(in_shape, width)
-        e = layer.expand_layers[i].expected_width()
+        e = _expected_width(layer.expand_layers[i])
         expand = _conv_rule((1, 1))(block_in, expanded, e)
         depthwise = _conv_rule(layer.kernel_size, groups_depthwise=True)(
             Info(expanded, e), mid, e)
@@ -202,7 +232,7 @@ def _searchable_ib(layer, inputs, out_shape):
             node.sram = node.sram + block_in.bytes
         y = Info(out, width)
         add = _layer_node(2 * block_in.bytes, y, y.bytes, channels=0.0)
-        keep = layer.depth_layers[i - 1].keep_probability() if layer.skippable else 1.0
+        keep = _probabilities(layer.depth_layers[i - 1])[1] if layer.skippable else 1.0
         nodes += [n.scaled(keep) for n in (expand, depthwise, project, add)]
     return width, nodes
 
@@ -410,30 +440,95 @@ def _walk(model, inputs):
     return [tensors[id(t)] for t in model.outputs], nodes
 
 
-def expected_costs(model):
+# Softness of the SRAM maximum, relative to the peak: log-sum-exp over operators with a
+# temperature of this fraction of the largest operator's bytes.
+SRAM_SMOOTHNESS = 0.05
+
+
+def smooth_max(values, smoothness):
+    """Log-sum-exp of `values` with a temperature of `smoothness` times their maximum."""
+    values = tf.stack([tf.convert_to_tensor(v, tf.float32) for v in values])
+    peak = tf.stop_gradient(tf.reduce_max(values))
+    scale = tf.maximum(smoothness * peak, 1e-6)
+    return scale * tf.reduce_logsumexp(values / scale)
+
+
+def smooth_costs(model, smoothness=SRAM_SMOOTHNESS, straight_through=False):
+    """The closed forms alone, without the exact correction (see `expected_costs`).
+
+    With `straight_through`, every decision counts as its argmax in value and as its
+    probabilities in gradient: the value is the cost of the architecture that derivation
+    would take, the gradient says which decisions would lower it.
+    """
+    inputs = [Info(_shape(t.shape), float(t.shape[-1])) for t in model.inputs]
+    token = _straight_through.set(bool(straight_through))
+    try:
+        _, nodes = _walk(model, inputs)
+    finally:
+        _straight_through.reset(token)
+    input_tensors = len(inputs)
+    ops = tf.add_n([tf.convert_to_tensor(n.ops, tf.float32) for n in nodes])
+    flash = FLASH_PER_MODEL + input_tensors * FLASH_PER_TENSOR + tf.add_n(
+        [tf.convert_to_tensor(n.flash, tf.float32) for n in nodes])
+    activations = smooth_max([n.sram for n in nodes], smoothness)
+    persistent = PERSISTENT_PER_MODEL + input_tensors * PERSISTENT_PER_TENSOR + tf.add_n(
+        [tf.convert_to_tensor(n.persistent, tf.float32) for n in nodes])
+    return Costs(ops, flash, activations + persistent, activations, persistent)
+
+
+_warned = []
+
+
+def correction(model, smoothness=SRAM_SMOOTHNESS, picks=None, cache=None):
+    """Exact costs of an architecture less the closed forms at it, as a `Costs` of floats.
+
+    Args:
+        model: A supernet.
+        smoothness: Softness of the SRAM maximum. Defaults to `SRAM_SMOOTHNESS`.
+        picks: The architecture (option per decision). Defaults to the argmax.
+        cache: A dict to memoise exact estimates in. Defaults to None.
+
+    A model with a layer that the exact estimator does not lower gets no correction (zeros),
+    with a warning.
+    """
+    from mnas import derivation
+
+    picks = derivation.argmax_picks(model) if picks is None else picks
+    try:
+        exact = derivation.exact_costs(model, picks, cache=cache)
+    except errors.UnsupportedLayerError as e:
+        if not _warned:
+            warnings.warn(f"Costs stay closed forms, without the exact correction: {e}",
+                          stacklevel=2)
+            _warned.append(True)
+        return Costs(0.0, 0.0, 0.0, 0.0, 0.0)
+    with derivation.fixed_choices(model, picks):
+        closed = smooth_costs(model, smoothness).numpy()
+    return Costs(exact["ops"] - closed.ops, exact["flash"] - closed.flash_bytes,
+                 exact["sram"] - closed.sram_bytes, exact["planned"] - closed.activation_bytes,
+                 exact["persistent"] - closed.persistent_bytes)
+
+
+def expected_costs(model, smoothness=SRAM_SMOOTHNESS):
     """Expected ops, flash and SRAM of `model`, differentiable in its architecture logits.
 
     Args:
         model: A functional or Sequential Keras model with known input shapes, built from mnas
             searchable layers and the Keras layers in `COST_RULES` (nested models allowed).
+        smoothness: Softness of the SRAM maximum, relative to the peak. Defaults to
+            `SRAM_SMOOTHNESS`.
 
     Returns:
-        A `Costs` of scalar tensors.
+        A `Costs` of scalar tensors: the closed forms plus the exact correction at the argmax
+        architecture (see the module's docstring).
 
     Raises:
         UnsupportedLayerError: A layer has no cost rule, or the model is not a graph network.
     """
-    inputs = [Info(_shape(t.shape), float(t.shape[-1])) for t in model.inputs]
-    _, nodes = _walk(model, inputs)
-    input_tensors = len(inputs)
-    ops = tf.add_n([tf.convert_to_tensor(n.ops, tf.float32) for n in nodes])
-    flash = FLASH_PER_MODEL + input_tensors * FLASH_PER_TENSOR + tf.add_n(
-        [tf.convert_to_tensor(n.flash, tf.float32) for n in nodes])
-    activations = tf.reduce_max(tf.stack([tf.convert_to_tensor(n.sram, tf.float32)
-                                          for n in nodes]))
-    persistent = PERSISTENT_PER_MODEL + input_tensors * PERSISTENT_PER_TENSOR + tf.add_n(
-        [tf.convert_to_tensor(n.persistent, tf.float32) for n in nodes])
-    return Costs(ops, flash, activations + persistent, activations, persistent)
+    smooth = smooth_costs(model, smoothness)
+    if not layers.searchable_layers(model):
+        return smooth
+    return smooth.shifted(correction(model, smoothness))
 
 
 def minimum_costs(model):
@@ -441,14 +536,7 @@ def minimum_costs(model):
 
     Every cost grows with widths and kept blocks, so this is the least each can be.
     """
-    searchable = layers.searchable_layers(model)
-    saved = [keras.backend.get_value(layer.alpha) for layer in searchable]
-    try:
-        for layer in searchable:
-            logits = np.full(layer.num_options, -30.0, dtype="float32")
-            logits[0] = 30.0  # Option 0: the narrowest width, or "skip".
-            layer.alpha.assign(logits)
+    from mnas import derivation
+
+    with derivation.fixed_choices(model, [0] * len(layers.searchable_layers(model))):
         return expected_costs(model).numpy()
-    finally:
-        for layer, value in zip(searchable, saved):
-            layer.alpha.assign(value)

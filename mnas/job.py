@@ -24,12 +24,14 @@ import time
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, devices, errors, export, plots
+from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
+from mnas import export, plots
 from mnas import search_spaces, tflm
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")
 QUANTIZATION = ("qat", "ptq")
+ARCH_OPTIMIZERS = ("adam", "shared")
 # Settings that change no result: a run may resume with other values of these.
 _COSMETIC = ("verbose",)
 
@@ -57,6 +59,11 @@ class Config:
     search_learning_rate: float = 0.01
     temperature_start: float = 5.0
     temperature_end: float = 0.5
+    gumbel: bool = False
+    arch_optimizer: str = "adam"
+    arch_learning_rate: float = 1e-3
+    arch_split: float = 0.0
+    fill_budget: bool = False
     train_epochs: int = 20
     learning_rate: float = 0.005
     final_learning_rate: float = 1e-5
@@ -100,11 +107,12 @@ def _space(config):
     return search_spaces.get(config.task, steps=config.width_steps, **options)
 
 
-def _regularizer(config, device):
+def _regularizer(config, device, arch_data=None):
     return callbacks.ResourceRegularizer(
         device=device, latency_ms=config.latency_ms, warmup_epochs=config.warmup_epochs,
         temperature=(config.temperature_start, config.temperature_end),
-        verbose=int(config.verbose > 0))
+        arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
+        arch_data=arch_data, verbose=int(config.verbose > 0))
 
 
 class _Run:
@@ -195,9 +203,11 @@ class _Run:
             return optimizer
         return keras.optimizers.Adam(schedule)
 
-    def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None):
-        """`model.fit` over the training data, resumable from `stage`'s epoch checkpoints."""
+    def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None, train=None):
+        """`model.fit` over the training data (or `train`), resumable from `stage`'s epoch
+        checkpoints."""
         splits = self.load_data()
+        train = splits["train"] if train is None else train
         folder = self.path(stage)
         checkpoint_dir = os.path.join(folder, "checkpoint")
         initial = checkpoints.resume_epoch(checkpoint_dir)
@@ -211,7 +221,7 @@ class _Run:
             checkpoints.EpochCheckpoint(checkpoint_dir, variables),
         ]
         if initial < epochs:
-            model.fit(self._training_batches(splits["train"]), epochs=epochs,
+            model.fit(self._training_batches(train), epochs=epochs,
                       initial_epoch=initial,
                       validation_data=(splits["validation"].x, self._labels(splits["validation"])),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
@@ -237,8 +247,9 @@ class _Run:
             export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
-        supernet = space.build(temperature=config.temperature_start)
-        regularizer = _regularizer(config, self.device)
+        supernet = space.build(temperature=config.temperature_start, gumbel=config.gumbel)
+        weights_split, arch_data = self._arch_split()
+        regularizer = _regularizer(config, self.device, arch_data)
         _header("search", f"{space.name} supernet, {config.search_epochs} epochs, targets "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in regularizer.targets.items()))
         supernet.compile(self._optimizer(config.search_learning_rate, config.final_learning_rate,
@@ -246,14 +257,36 @@ class _Run:
                          self._loss(), metrics=["accuracy"])
         logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
-                  variables=regularizer.state_variables)
-        argmax = arch.derive(supernet)
-        spec, values = regularizer.derive(supernet, name=f"{config.task}_searched")
-        export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
-        _say(f"argmax architecture: widths {argmax.widths()}; derived within the targets: "
-             f"widths {spec.widths()}, " + ", ".join(
-                 f"{k} {v:,.0f}/{regularizer.targets[k]:,.0f}" for k, v in values.items()
-                 if k in regularizer.targets))
+                  variables=regularizer.state_variables, train=weights_split)
+        found = regularizer.derive(supernet, name=f"{config.task}_searched",
+                                   fill_budget=config.fill_budget)
+        search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
+                  "filled_budget": config.fill_budget, "exact_costs": found.costs,
+                  "min_top_probability": derivation.min_top_probability(supernet)}
+        export.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
+        export.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
+        how = ("the argmax" if not found.changes else
+               f"{found.changes} option steps from the argmax "
+               + ("(budget filled)" if config.fill_budget else "(repaired to fit)"))
+        _say(f"derived architecture, {how}: widths {found.spec.widths()}; exact "
+             + ", ".join(f"{k} {found.costs[k]:,.0f}/{t:,.0f}"
+                         for k, t in regularizer.targets.items())
+             + f"; smallest top probability {search['min_top_probability']:.2f}")
+
+    def _arch_split(self):
+        """The training split the weights learn from, and the batches the architecture learns
+        from when `arch_split` holds some out (else None)."""
+        config = self.config
+        train = self.load_data()["train"]
+        if not config.arch_split:
+            return train, None
+        order = np.random.default_rng(config.seed).permutation(len(train))
+        held = int(round(config.arch_split * len(train)))
+        weights, arch_part = (datasets.subset(train, np.sort(order[held:])),
+                              datasets.subset(train, np.sort(order[:held])))
+        arch_data = datasets.training_dataset(config.task, arch_part, config.batch_size,
+                                              config.seed + 1, augment=False)
+        return weights, arch_data
 
     def spec(self):
         return arch.ArchSpec.load(self.path("arch.json"))
@@ -334,6 +367,9 @@ class _Run:
         extra = {"host_latency_ms": result["host_latency_ms"],
                  "arena": result["arena"], "config": self.config.to_json(),
                  "stage_seconds": self.state["finished"]}
+        if os.path.exists(self.path("search", "search.json")):
+            with open(self.path("search", "search.json")) as f:
+                extra["search"] = json.load(f)
         if "auc" in result:
             extra["id_accuracy"] = {"float": verification.float, "int8": verification.int8}
             verification = dataclasses.replace(

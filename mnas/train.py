@@ -62,6 +62,19 @@ def define_flags():
     flags.DEFINE_float("temperature_start", defaults.temperature_start, "Softmax temperature "
                        "of the architecture logits when the search starts.")
     flags.DEFINE_float("temperature_end", defaults.temperature_end, "... and when it ends.")
+    flags.DEFINE_bool("gumbel", defaults.gumbel, "Gumbel-softmax: sample the architecture "
+                      "mixture with Gumbel noise at every training step.")
+    flags.DEFINE_enum("arch_optimizer", defaults.arch_optimizer, job.ARCH_OPTIMIZERS,
+                      "Optimizer of the architecture logits: their own Adam, or the weights' "
+                      "optimizer.")
+    flags.DEFINE_float("arch_learning_rate", defaults.arch_learning_rate, "Learning rate of "
+                       "the architecture's own Adam.")
+    flags.DEFINE_float("arch_split", defaults.arch_split, "Share of the training data held "
+                       "out to update the architecture (first-order bilevel); 0 updates it "
+                       "on the training batches.")
+    flags.DEFINE_bool("fill_budget", defaults.fill_budget, "After the search, widen the "
+                      "derived architecture until the budget is full, instead of keeping the "
+                      "search's answer.")
     flags.DEFINE_integer("train_epochs", defaults.train_epochs, "Epochs of the final "
                          "training of the derived architecture.")
     flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate of the "
@@ -92,9 +105,12 @@ def define_flags():
     for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):
         flags.register_validator(name, lambda v: v >= 0, message=f"--{name} must be >= 0.")
     for name in _BUDGETS + ("search_learning_rate", "learning_rate", "final_learning_rate",
-                            "qat_learning_rate", "temperature_start", "temperature_end"):
+                            "qat_learning_rate", "temperature_start", "temperature_end",
+                            "arch_learning_rate"):
         flags.register_validator(name, lambda v: v is None or v > 0,
                                  message=f"--{name} must be a positive number.")
+    flags.register_validator("arch_split", lambda v: 0 <= v < 1,
+                             message="--arch_split must be a fraction in [0, 1).")
     flags.mark_flag_as_required("task")
     flags.register_multi_flags_validator(
         ["warmup_epochs", "search_epochs", "arch"],

@@ -14,7 +14,7 @@ Example:
 from mnas.datasets import ad, kws, vww
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
-from mnas.datasets.split import SPLITS, Split
+from mnas.datasets.split import SPLITS, Split, subset
 from mnas.errors import UnknownNameError
 
 TASKS = ("kws", "ad", "vww")
@@ -84,5 +84,6 @@ __all__ = [
     "generate_embedded",
     "load_split",
     "roc_auc",
+    "subset",
     "training_dataset",
 ]

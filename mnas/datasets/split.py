@@ -49,6 +49,24 @@ class Split:
         )
 
 
+def subset(split, indices):
+    """The examples `indices` of `split`, as a `Split` of the same task and name.
+
+    Per-example fields (`clip`, `anomaly`, and `files` when it has one entry per example)
+    and the augmenter's copies are cut the same way.
+    """
+    indices = np.asarray(indices)
+    per_example = len(split.files) == len(split)
+    augmenter = split.augmenter
+    return dataclasses.replace(
+        split, x=split.x[indices], y=split.y[indices],
+        clip=None if split.clip is None else split.clip[indices],
+        anomaly=None if split.anomaly is None else split.anomaly[indices],
+        files=tuple(split.files[i] for i in indices) if per_example else split.files,
+        augmenter=None if augmenter is None else (
+            lambda copies, seed: augmenter(copies, seed)[:, indices]))
+
+
 def check_split(split):
     if split not in SPLITS:
         raise ValueError(

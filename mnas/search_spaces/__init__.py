@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, errors, layers
+from mnas import arch, derivation, errors, layers
 
 
 class _Sampling:
@@ -42,17 +42,16 @@ class _Sampling:
     def sample(self, rng):
         """A random architecture of this space, as an `ArchSpec`."""
         supernet = self._cached_supernet()
-        arch.random_one_hot(supernet, rng)
-        return arch.derive(supernet, name=f"{self.name}_sample")
+        with derivation.fixed_choices(supernet, derivation.random_picks(supernet, rng)):
+            return arch.derive(supernet, name=f"{self.name}_sample")
 
     def extreme(self, smallest=True):
         """The smallest (every block skipped, narrowest widths) or largest architecture."""
         supernet = self._cached_supernet()
-        for layer in layers.searchable_layers(supernet):
-            logits = np.zeros(layer.num_options, dtype="float32")
-            logits[0 if smallest else -1] = 10.0
-            layer.alpha.assign(logits)
-        return arch.derive(supernet, name=f"{self.name}_{'min' if smallest else 'max'}")
+        picks = [0 if smallest else layer.num_options - 1
+                 for layer in layers.searchable_layers(supernet)]
+        with derivation.fixed_choices(supernet, picks):
+            return arch.derive(supernet, name=f"{self.name}_{'min' if smallest else 'max'}")
 
 
 @dataclasses.dataclass
