@@ -84,6 +84,9 @@ def define_flags():
     flags.DEFINE_float("weight_decay", defaults.weight_decay, "Decoupled weight decay (AdamW) "
                        "of the weights; 0 uses Adam.")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.")
+    flags.DEFINE_bool("standardize_features", defaults.standardize_features, "KWS: "
+                      "standardise each MFCC coefficient with the training data's statistics "
+                      "(written to features.json), so that the int8 input resolves them alike.")
     flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
                       "SpecAugment; VWW: flips, crops; AD: mixup).")
     flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")

@@ -14,7 +14,7 @@ Example:
 from mnas.datasets import ad, kws, vww
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
-from mnas.datasets.split import SPLITS, Split, subset
+from mnas.datasets.split import SPLITS, Split, standardize, subset
 from mnas.errors import UnknownNameError
 
 TASKS = ("kws", "ad", "vww")
@@ -84,6 +84,7 @@ __all__ = [
     "generate_embedded",
     "load_split",
     "roc_auc",
+    "standardize",
     "subset",
     "training_dataset",
 ]

@@ -67,6 +67,21 @@ def subset(split, indices):
             lambda copies, seed: augmenter(copies, seed)[:, indices]))
 
 
+def standardize(split, mean, std):
+    """`split` with its features as (x - mean) / std, the augmenter's copies too.
+
+    `mean` and `std` broadcast against one example (e.g. shape (1, W, 1): one value per MFCC
+    coefficient), so an int8 input scale resolves every coefficient alike, not only the
+    widest-ranging one.
+    """
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    augmenter = split.augmenter
+    return dataclasses.replace(
+        split, x=(split.x - mean) / std,
+        augmenter=None if augmenter is None else (
+            lambda copies, seed: (augmenter(copies, seed) - mean) / std))
+
+
 def check_split(split):
     if split not in SPLITS:
         raise ValueError(
