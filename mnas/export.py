@@ -569,9 +569,12 @@ class Fit:
                     failures=self.failures)
 
 
-def _fit(device, arena_bytes, tflite_bytes, ops, backbone, latency_budget_ms):
+def _fit(device, arena_bytes, tflite_bytes, ops, backbone, latency_budget_ms, model=None):
     device = devices.get_device(device)
-    latency = None if ops is None else float(device.latency_ms(ops, backbone))
+    if model is not None:  # The device's latency model over the model's operators.
+        latency = float(device.model_latency_ms(model, backbone))
+    else:
+        latency = None if ops is None else float(device.latency_ms(ops, backbone))
     return Fit(device.name, device.sram_bytes, device.flash_bytes, device.sram_reserve_bytes,
                device.flash_reserve_bytes, int(arena_bytes), int(tflite_bytes),
                None if ops is None else int(ops), latency, latency_budget_ms)
@@ -587,9 +590,11 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
         arena_bytes: The arena the model needs. Defaults to measuring it in TFLite Micro.
         ops: Ops per inference (2 per multiply-accumulate), for the latency estimate.
             Defaults to the count `mnas.estimate.estimate_tflite` makes from the flatbuffer.
-        backbone: The device throughput entry to estimate latency with. Defaults to
-            `"default"`.
+        backbone: The throughput entry of a device profile without a per-operator latency
+            model. Defaults to `"default"`.
         latency_budget_ms: Latency the model must meet. Defaults to `None` (no latency check).
+            The latency is the device's per-operator model over the flatbuffer's operators,
+            or its ops-only form when `ops` is given.
 
     Returns:
         A `Fit`; its `fits` is False, with `failures` saying why, when anything exceeds.
@@ -601,9 +606,11 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
     data = tflm.read_model(tflite_bytes)
     if arena_bytes is None:
         arena_bytes = tflm.arena_usage(data).total_bytes
+    info = None
     if ops is None:
-        ops = estimate.estimate_tflite(data).ops
-    return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms)
+        info = estimate.read_model_info(data)
+        ops = estimate.estimate_model_info(info).ops
+    return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms, info)
 
 
 def describe_model(model):
@@ -621,7 +628,8 @@ def _shape(shape):
 
 
 def write_report(out_dir, *, task, architecture, fit, verification, quantization=None,
-                 devices_to_compare=tuple(devices.BUILTIN), backbone="default", extra=None):
+                 devices_to_compare=tuple(devices.BUILTIN), backbone="default", extra=None,
+                 model=None):
     """Writes `report.json` and `report.md` for a deployed model.
 
     Args:
@@ -637,14 +645,18 @@ def write_report(out_dir, *, task, architecture, fit, verification, quantization
         backbone: The device throughput entry for their latency estimates. Defaults to
             `"default"`.
         extra: More JSON-serialisable fields for `report.json`. Defaults to `None`.
+        model: The int8 flatbuffer (bytes or a path): each device's latency is then its
+            per-operator model over the operators, as `mnas.profile` gives it. Defaults to
+            `None` (the ops-only form, from `fit.ops`).
 
     Returns:
         The report as a dict (the content of `report.json`).
     """
     if isinstance(architecture, keras.Model):
         architecture = describe_model(architecture)
+    info = None if model is None else estimate.read_model_info(tflm.read_model(model))
     per_device = [_fit(d, fit.arena_bytes, fit.tflite_bytes, fit.ops, backbone,
-                       fit.latency_budget_ms) for d in devices_to_compare]
+                       fit.latency_budget_ms, info) for d in devices_to_compare]
     report = {
         "task": task,
         "device": fit.device,
