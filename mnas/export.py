@@ -3,7 +3,8 @@
 - `quantize_qat` fine-tunes a quantization-aware copy of the model (tensorflow-model-optimization);
 - `convert_int8` converts a plain (post-training quantization) or QAT model to a full-int8
   flatbuffer: int8 input and output, per-channel convolution weights;
-- `write_c_sources` writes `model.tflite`, `model_data.cc` and `model_data.h` for firmware;
+- `write_c_sources` (from `mnas.deploy.csources`) writes `model.tflite`, `model_data.cc` and
+  `model_data.h` for firmware: the array, the arena size, the op resolver, feature settings;
 - `verify` runs the int8 model in the TFLite Micro interpreter over a test set and compares it
   with the float model and with TensorFlow Lite's own interpreter;
 - `check_fit` checks the measured arena and the model size against a device;
@@ -33,8 +34,6 @@ True
 import dataclasses
 import json
 import os
-import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -43,6 +42,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from mnas import devices, errors, estimate, tflm
+from mnas.deploy.csources import write_atomic, write_c_sources  # noqa: F401  (public here too)
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
 # converted operators TFLite Micro runs in int8.
@@ -70,7 +70,6 @@ _ALTERNATIVES = {
 }
 _SEARCHABLE = ("a plain Keras model derived from the supernet (searchable layers are never "
                "converted)")
-_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 REPRESENTATIVE_SAMPLES = 200
 
 
@@ -294,127 +293,6 @@ def io_quantization(tflite_bytes):
 
     return (describe(interpreter.get_input_details()[0]),
             describe(interpreter.get_output_details()[0]))
-
-
-def write_atomic(path, data):
-    """Writes `data` (bytes or str) to `path` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the outputs private to their owner
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
-
-
-def _c_string(text):
-    out = []
-    for byte in str(text).encode():
-        char = chr(byte)
-        if char in '"\\' or not 32 <= byte < 127 or char == "?":
-            out.append(f"\\{byte:03o}")  # octal escapes never run into the next character
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _c_float(value):
-    return f"{np.float32(value).item():.9g}f"  # 9 digits round-trip a float32 exactly
-
-
-def write_c_sources(tflite_bytes, out_dir, name="model", labels=None):
-    """Writes `model.tflite`, `model_data.cc` and `model_data.h` for TFLite Micro firmware.
-
-    `model_data.cc` holds the flatbuffer as a 16-byte aligned
-    `const unsigned char g_<name>_model_data[]` with its length `g_<name>_model_data_size`,
-    the input's and output's scale and zero point, the input's shape, and the label names,
-    so firmware can quantize its features as the model expects.
-
-    Args:
-        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
-        out_dir: Output directory; created if missing.
-        name: C identifier part of the array names. Defaults to `"model"`.
-        labels: Class names in output order. Defaults to `None` (no label table).
-
-    Returns:
-        A dict with the paths written under the keys `tflite`, `cc` and `h`.
-
-    Raises:
-        InvalidModelFileError: `tflite_bytes` is not a TFLite flatbuffer.
-    """
-    data = tflm.read_model(tflite_bytes)
-    if not isinstance(name, str) or not _C_NAME.match(name):
-        raise ValueError(
-            f"Invalid value for `name`: expected a C identifier, received {name!r}.")
-    labels = [] if labels is None else [str(label) for label in labels]
-    source, output = io_quantization(data)
-    if labels and len(labels) != int(np.prod(output.shape[1:])):
-        raise ValueError(
-            f"Invalid value for `labels`: expected {int(np.prod(output.shape[1:]))} names, one "
-            f"per model output, received {len(labels)}.")
-    os.makedirs(out_dir, exist_ok=True)
-    g = f"g_{name}"
-    guard = f"MNAS_{name.upper()}_MODEL_DATA_H_"
-    header = f"""\
-// The int8 TFLite Micro model `{name}` and what firmware needs to feed it.
-// Quantize a feature x as q = clamp(round(x / {g}_input_scale) + {g}_input_zero_point,
-// -128, 127); read an output q as (q - {g}_output_zero_point) * {g}_output_scale.
-#ifndef {guard}
-#define {guard}
-
-extern const unsigned char {g}_model_data[];
-extern const unsigned int {g}_model_data_size;
-
-extern const float {g}_input_scale;
-extern const int {g}_input_zero_point;
-extern const int {g}_input_dims[];
-extern const int {g}_input_dims_count;
-
-extern const float {g}_output_scale;
-extern const int {g}_output_zero_point;
-
-extern const char* const {g}_labels[];
-extern const int {g}_label_count;
-
-#endif  // {guard}
-"""
-    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
-    body = ",\n    ".join(rows)
-    dims = ", ".join(str(d) for d in source.shape)
-    label_rows = "".join(f"    {_c_string(label)},\n" for label in labels)
-    label_table = (f"const char* const {g}_labels[] = {{\n{label_rows}}};\n" if labels
-                   else f"const char* const {g}_labels[] = {{nullptr}};\n")
-    source_text = f"""\
-// The int8 TFLite Micro model `{name}` ({len(data)} bytes) and its input and output
-// quantization. Generated by mnas from model.tflite.
-#include "model_data.h"
-
-// TFLite Micro reads the flatbuffer in place, which needs 16-byte alignment.
-alignas(16) const unsigned char {g}_model_data[] = {{
-    {body}
-}};
-const unsigned int {g}_model_data_size = {len(data)};
-
-const float {g}_input_scale = {_c_float(source.scale)};
-const int {g}_input_zero_point = {source.zero_point};
-const int {g}_input_dims[] = {{{dims}}};
-const int {g}_input_dims_count = {len(source.shape)};
-
-const float {g}_output_scale = {_c_float(output.scale)};
-const int {g}_output_zero_point = {output.zero_point};
-
-{label_table}const int {g}_label_count = {len(labels)};
-"""
-    return {
-        "tflite": write_atomic(os.path.join(out_dir, "model.tflite"), data),
-        "cc": write_atomic(os.path.join(out_dir, "model_data.cc"), source_text),
-        "h": write_atomic(os.path.join(out_dir, "model_data.h"), header),
-    }
 
 
 @dataclasses.dataclass(frozen=True)
