@@ -95,7 +95,7 @@ def test_feature_settings_are_written(tmp_path):
     header = (tmp_path / "model_data.h").read_text()
     for line in ('constexpr const char* kFeatureKind = "mfcc";',
                  "constexpr int kFeatureFrameSamples = 640;",
-                 "constexpr float kFeatureFloorDb = -60f;",
+                 "constexpr float kFeatureFloorDb = -60.0f;",
                  "constexpr bool kFeatureCenter = false;"):
         assert line in header
     assert "constexpr int kTensorArenaSize = 24272;" in header

@@ -112,3 +112,15 @@ def target_arena_bytes(model, host_arena_bytes=None):
         host_arena_bytes = estimate.estimate_model_info(model).arena_bytes
     target_tail = persistent_bytes(model)
     return host_arena_bytes - host_tail + target_tail, host_tail, target_tail
+
+
+def describe(model, host_arena_bytes=None):
+    """The host's and the 32-bit target's arena, as a JSON-serialisable dict for reports."""
+    target, host_tail, target_tail = target_arena_bytes(model, host_arena_bytes)
+    host = target - target_tail + host_tail
+    return {"host_arena_bytes": host, "host_persistent_bytes": host_tail,
+            "target_arena_bytes": target, "target_persistent_bytes": target_tail,
+            "host_source": "TFLite Micro interpreter (64-bit host build of PyPI tflite-micro)",
+            "target_source": "host planned part + persistent part from TFLite Micro's "
+                             "structure layouts for a 32-bit ABI (mnas.deploy.arena32; an "
+                             "estimate)"}

@@ -114,7 +114,8 @@ def c_string(text):
 
 def c_float(value):
     """A C float literal that round-trips `value` as a float32."""
-    return f"{np.float32(value).item():.9g}f"  # 9 digits round-trip a float32 exactly
+    text = f"{np.float32(value).item():.9g}"  # 9 digits round-trip a float32 exactly
+    return (text if any(c in text for c in ".e") else text + ".0") + "f"
 
 
 def _align(n, alignment=ARENA_ALIGNMENT):
@@ -276,3 +277,28 @@ const int {g}_output_zero_point = {output.zero_point};
 
 {label_table}const int {g}_label_count = {len(labels)};
 """
+
+
+def write_task_sources(tflite_bytes, out_dir, task, labels=None):
+    """`write_c_sources` with the task's feature settings, and the C features for kws.
+
+    Args:
+        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
+        out_dir: Output directory.
+        task: `kws`, `ad` or `vww`; `kws` also gets `features.c` and `features.h`.
+        labels: Class names in output order. Defaults to `None`.
+
+    Returns:
+        The paths written: `tflite`, `cc`, `h`, and for kws `features_c`, `features_h`.
+    """
+    from mnas.datasets import features
+
+    settings = features.task_settings(task)
+    paths = write_c_sources(tflite_bytes, out_dir, labels=labels,
+                            features=settings.describe() if settings is not None else None)
+    if isinstance(settings, features.MfccSettings):
+        from mnas.deploy import features_c
+
+        written = features_c.write_features_c(settings, out_dir)
+        paths.update(features_c=written["c"], features_h=written["h"])
+    return paths
