@@ -131,11 +131,14 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self._costs = {k: tf.Variable(0.0, trainable=False, name=f"expected_{k}")
                        for k in ("sram", "flash", "ops", "latency")}
         self._enabled = tf.Variable(0.0, trainable=False, name="penalty_enabled")
+        # The device's per-operator latency over its ops-only form, at the argmax architecture
+        # (`_calibrate_latency`): the expected ops carry the gradient, this ratio the level.
+        self._latency_scale = tf.Variable(1.0, trainable=False, name="latency_scale")
 
     def _expected(self):
         c = mcosts.expected_costs(self.model)
         return {"sram": c.sram_bytes, "flash": c.flash_bytes, "ops": c.ops,
-                "latency": self.device.latency_ms(c.ops, self._backbone)
+                "latency": self.device.latency_ms(c.ops, self._backbone) * self._latency_scale
                 if self.device is not None else tf.constant(0.0)}
 
     def penalty(self):
@@ -194,7 +197,16 @@ class ResourceRegularizer(keras.callbacks.Callback):
             logits = np.full(layer.num_options, -30.0, dtype="float32")
             logits[pick] = 30.0
             layer.alpha.assign(logits)
-        return self._budget_figures(mcosts.expected_costs(model).numpy(), model)
+        figures = self._budget_figures(mcosts.expected_costs(model).numpy(), model)
+        exact = _argmax_latency(self.device, model)
+        if exact is not None:  # The device's per-operator model over the derived graph.
+            figures["latency"] = exact[0]
+        return figures
+
+    def _calibrate_latency(self, model):
+        exact = _argmax_latency(self.device, model)
+        self._latency_scale.assign(1.0 if exact is None or exact[1] <= 0
+                                   else exact[0] / exact[1])
 
     def _backbone_of(self, model):
         return self.backbone or getattr(model, "mnas_backbone", "default")
@@ -269,6 +281,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
             layer.arch_gate.assign(1.0)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._calibrate_latency(self.model)
         warm = epoch < self.warmup_epochs
         self._enabled.assign(0.0 if warm else 1.0)
         for layer in self._searchable:
@@ -336,3 +349,18 @@ class ArchitectureLogger(keras.callbacks.Callback):
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def _argmax_latency(device, model):
+    """(per-operator latency, ops-only latency) in ms of the supernet's argmax architecture on
+    `device`, or None when the device has no per-operator model or the graph is not known."""
+    if device is None or device.latency_model is None:
+        return None
+    from mnas import arch, estimate
+
+    try:
+        info = estimate.keras_model_info(arch.build(arch.derive(model)))[0]
+    except (errors.MnasError, ValueError):
+        return None
+    ops = estimate.estimate_model_info(info).ops
+    return float(device.model_latency_ms(info)), float(device.latency_ms(ops))
