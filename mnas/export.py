@@ -42,7 +42,8 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from mnas import devices, errors, estimate, tflm
-from mnas.deploy.csources import write_atomic, write_c_sources  # noqa: F401  (public here too)
+from mnas.deploy.csources import (  # noqa: F401  (public here too)
+    TensorQuantization, write_atomic, write_c_sources)
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
 # converted operators TFLite Micro runs in int8.
@@ -270,16 +271,6 @@ def _tflite_interpreter(data):
                 tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
     interpreter.allocate_tensors()
     return interpreter
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorQuantization:
-    """How firmware feeds or reads a quantized tensor: q = round(x / scale) + zero_point."""
-
-    shape: tuple
-    dtype: str
-    scale: float
-    zero_point: int
 
 
 def io_quantization(tflite_bytes):

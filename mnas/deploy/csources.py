@@ -46,7 +46,7 @@ _C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 @dataclasses.dataclass(frozen=True)
 class TensorQuantization:
-    """Shape, dtype, scale and zero point of a model's input or output."""
+    """How firmware feeds or reads a quantized tensor: q = round(x / scale) + zero_point."""
 
     shape: tuple
     dtype: str
