@@ -26,9 +26,8 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "arch", "callbacks", "checkpoints", "costs", "datasets", "derivation", "devices", "errors",
-    "estimate",
-    "export", "latency", "layers", "search_spaces", "tflm",
+    "arch", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation", "devices",
+    "errors", "estimate", "export", "latency", "layers", "search_spaces", "tflm",
 )
 
 # Public name -> the module that defines it.
@@ -43,7 +42,7 @@ _NAMES = {
     "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
     "verify": "export", "write_c_sources": "export", "write_report": "export",
-    "LatencyModel": "latency",
+    "LatencyModel": "latency", "OperatorLatencyModel": "latency",
     "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",
     "SearchableDepthwiseSeparable": "layers", "SearchableInvertedBottleneck": "layers",
     "SearchableSkip": "layers", "searchable_layers": "layers", "width_choices": "layers",

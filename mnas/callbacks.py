@@ -212,6 +212,9 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self._offsets = mcosts.Costs(*(tf.Variable(0.0, trainable=False, name=f"offset_{f}")
                                        for f in ("ops", "flash", "sram", "planned", "persistent")))
         self._enabled = tf.Variable(0.0, trainable=False, name="penalty_enabled")
+        # The device's latency over its ops-only form at the argmax architecture, refreshed
+        # with the offsets: the expected ops carry the gradient, this ratio the level.
+        self._latency_scale = tf.Variable(1.0, trainable=False, name="latency_scale")
         self._arch_iterator = None
         self._exact_cache = {}
 
@@ -224,7 +227,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
         c = mcosts.smooth_costs(self.model, self.smoothness,
                                 self.straight_through).shifted(self._offsets)
         return {"sram": c.sram_bytes, "flash": c.flash_bytes, "ops": c.ops,
-                "latency": self.device.latency_ms(c.ops, self._backbone)
+                "latency": self.device.latency_ms(c.ops, self._backbone) * self._latency_scale
                 if self.device is not None else tf.constant(0.0)}
 
     def penalty(self):
@@ -295,6 +298,11 @@ class ResourceRegularizer(keras.callbacks.Callback):
         fresh = mcosts.correction(self.model, self.smoothness, cache=self._exact_cache)
         for variable, value in zip(mcosts._values(self._offsets), mcosts._values(fresh)):  # noqa: SLF001
             variable.assign(value)
+        if self.device is not None:
+            exact = derivation.exact_costs(self.model, device=self.device,
+                                           backbone=self._backbone, cache=self._exact_cache)
+            ops_only = float(self.device.latency_ms(exact["ops"], self._backbone))
+            self._latency_scale.assign(exact["latency"] / ops_only if ops_only > 0 else 1.0)
 
     def _backbone_of(self, model):
         return self.backbone or getattr(model, "mnas_backbone", "default")

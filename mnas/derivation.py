@@ -98,19 +98,21 @@ def exact_costs(model, picks=None, device=None, backbone=None, cache=None):
     from mnas import estimate
 
     picks = tuple(argmax_picks(model) if picks is None else picks)
-    if cache is not None and picks in cache:
-        return dict(cache[picks])
+    backbone = backbone or getattr(model, "mnas_backbone", "default")
+    key = (picks, None if device is None else device.name, backbone)
+    if cache is not None and key in cache:
+        return dict(cache[key])
     with fixed_choices(model, picks):
         spec = arch.derive(model)
-    found = estimate.estimate_keras(_with_trained_biases(arch.build(spec)))
-    values = {"sram": float(found.arena_bytes), "flash": float(found.tflite_bytes),
+    info, tflite_bytes = estimate.keras_model_info(_with_trained_biases(arch.build(spec)))
+    found = estimate.estimate_model_info(info)
+    values = {"sram": float(found.arena_bytes), "flash": float(tflite_bytes),
               "ops": float(found.ops), "planned": float(found.planned_bytes),
               "persistent": float(found.persistent_bytes)}
-    if device is not None:
-        values["latency"] = float(device.latency_ms(
-            found.ops, backbone or getattr(model, "mnas_backbone", "default")))
+    if device is not None:  # The device's latency model over the derived graph.
+        values["latency"] = float(device.model_latency_ms(info, backbone))
     if cache is not None:
-        cache[picks] = dict(values)
+        cache[key] = dict(values)
     return values
 
 

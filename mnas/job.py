@@ -27,6 +27,7 @@ import tf_keras as keras
 from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
 from mnas import export, plots
 from mnas import search_spaces, tflm
+from mnas.deploy import arena32, csources
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")
@@ -349,8 +350,15 @@ class _Run:
                     checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"))])
         tflite = export.convert_int8(model, splits["train"].x,
                                      num_samples=config.calibration_samples)
-        export.write_c_sources(tflite, self.out, labels=list(splits["train"].labels))
-        _say(f"model.tflite: {len(tflite):,} bytes; model_data.cc, model_data.h written")
+        standardize = None
+        if os.path.exists(self.path("features.json")):
+            with open(self.path("features.json")) as f:
+                standardize = json.load(f)["standardize"]
+        written = csources.write_task_sources(tflite, self.out, config.task,
+                                              labels=list(splits["train"].labels),
+                                              standardize=standardize)
+        _say(f"model.tflite: {len(tflite):,} bytes; " + ", ".join(
+            os.path.basename(p) for k, p in written.items() if k != "tflite") + " written")
 
     def verify(self):
         splits = self.load_data()
@@ -360,11 +368,12 @@ class _Run:
         data = tflm.read_model(self.path("model.tflite"))
         verification = export.verify(data, test.x, test.y, float_model=self.float_model())
         usage = tflm.arena_usage(data)
-        fit = export.check_fit(data, self.device, usage.total_bytes,
+        arena = arena32.describe(data, usage.total_bytes)  # The MCU is 32-bit: fit its arena.
+        fit = export.check_fit(data, self.device, arena["target_arena_bytes"],
                                backbone=self.spec().backbone or "default",
                                latency_budget_ms=self.config.latency_ms)
         result = {"verification": verification.to_json(), "fit": fit.to_json(),
-                  "arena": dataclasses.asdict(usage),
+                  "arena": dict(dataclasses.asdict(usage), **arena),
                   "host_latency_ms": tflm.MicroRunner(data).time_invoke_ms(repeats=10)}
         if self.config.task == "ad":
             # Per machine ID, from the negative softmax score of the true ID.
@@ -401,7 +410,8 @@ class _Run:
         report = export.write_report(self.out, task=self.config.task, architecture=spec.to_json(),
                                      fit=fit, verification=verification,
                                      quantization=self.config.quantization,
-                                     backbone=spec.backbone or "default", extra=extra)
+                                     backbone=spec.backbone or "default", extra=extra,
+                                     model=self.path("model.tflite"))
         written = plots.plot_run(self.out, spec, {k: v for k, v in report["budget"].items()})
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
 

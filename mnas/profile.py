@@ -9,8 +9,10 @@ Usage:
 `--arch` builds the architecture (a name of `mnas.arch` or a saved spec), gives it the
 statistics of a trained model (`set_trained_statistics`), converts it to int8 with random
 calibration data and profiles the result. `--measure` adds the figures of the real
-TFLite Micro interpreter (arena, host latency). `--latency_csv=DEVICE=measured.csv` replaces a
-device's throughput model by a line fitted to latencies measured on that board.
+TFLite Micro interpreter (arena, host latency). Latency is each device's per-operator model
+(`mnas.latency`) over the model's operators, the figure the report of `mnas.train` gives;
+`--latency_csv=DEVICE=measured.csv` first fits the device's model to latencies measured on
+that board (`mnas.devices.calibrate`).
 
 Errors (not a TFLite file, a truncated one, an unknown operator, device or architecture) are
 reported as one line on standard error, with exit code 1. TensorFlow's logs and the converter's
@@ -37,10 +39,11 @@ def define_flags():
                         "path to build, convert to int8 and profile, instead of a .tflite.")
     flags.DEFINE_multi_string("device", sorted(devices.BUILTIN),
                               "Device names (or S/M/L) or JSON profile paths.")
-    flags.DEFINE_string("backbone", None, "Backbone for the throughput latency model. Defaults "
-                        "to the architecture's, or 'default' for a .tflite.")
-    flags.DEFINE_multi_string("latency_csv", [], "DEVICE=CSV: a line fitted to `model,ms` "
-                              "latencies measured on that device replaces its throughput.")
+    flags.DEFINE_string("backbone", None, "Backbone for a device profile with throughputs "
+                        "only (no per-operator latency model). Defaults to the "
+                        "architecture's, or 'default' for a .tflite.")
+    flags.DEFINE_multi_string("latency_csv", [], "DEVICE=CSV: fit the device's latency model "
+                              "to `model,ms` latencies measured on it.")
     flags.DEFINE_bool("measure", False, "Also run the TFLite Micro interpreter: measured "
                       "arena and host latency.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
@@ -150,27 +153,29 @@ def _model_bytes(path, arch_name, seed):
     return convert_like_trained(arch.build(spec), seed), arch_name, spec.backbone
 
 
-def _latency_models(entries):
-    from mnas import latency
-
-    models = {}
+def _calibrated(entries):
+    """{device name: `Device` fitted to the measurements} from DEVICE=CSV entries."""
+    out = {}
     for entry in entries:
         name, sep, path = entry.partition("=")
         if not sep or not name or not path:
             raise errors.DeviceProfileError(
                 f"Invalid value for `latency_csv`: expected DEVICE=PATH, received {entry!r}.")
-        models[devices.get_device(name).name] = latency.LatencyModel.from_csv(path)
-    return models
+        device = devices.get_device(name)
+        out[device.name] = devices.calibrate(device, path)
+    return out
 
 
-def profile(model, device_names, backbone="default", latency_models=None, measure=False):
+def profile(model, device_names, backbone="default", calibrated=None, measure=False):
     """Profiles a TFLite model against devices.
 
     Args:
         model: Flatbuffer bytes or a `.tflite` path.
         device_names: Device names, S/M/L, or JSON profile paths.
-        backbone: Backbone name for the throughput latency model. Defaults to `"default"`.
-        latency_models: {device name: `LatencyModel`} fitted to measurements. Defaults to none.
+        backbone: Backbone name for device profiles with throughputs only. Defaults to
+            `"default"`.
+        calibrated: {device name: `Device`} that replace the named devices (profiles
+            fitted to measurements, `mnas.devices.calibrate`). Defaults to none.
         measure: Whether to run the TFLite Micro interpreter too. Defaults to `False`.
 
     Returns:
@@ -180,8 +185,11 @@ def profile(model, device_names, backbone="default", latency_models=None, measur
     """
     from mnas import estimate, tflm
 
-    est = estimate.estimate_tflite(model)
+    info = estimate.read_model_info(model)
+    est = estimate.estimate_model_info(info)
+    calibrated = calibrated or {}
     targets = [devices.get_device(name) for name in device_names]
+    targets = [calibrated.get(dev.name, dev) for dev in targets]
     report = {
         "tflite_bytes": est.tflite_bytes,
         "arena_bytes_estimated": est.arena_bytes,
@@ -198,14 +206,13 @@ def profile(model, device_names, backbone="default", latency_models=None, measur
         arena = measured["total_bytes"]
         report["arena_bytes_measured"] = measured["total_bytes"]
         report["host_latency_ms"] = measured["host_latency_ms"]
-    latency_models = latency_models or {}
     report["devices"] = {}
     for dev in targets:
-        fitted = latency_models.get(dev.name)
-        ms = fitted.predict(est.ops) if fitted else dev.latency_ms(est.ops, backbone)
         report["devices"][dev.name] = {
-            "latency_ms": float(ms),
-            "latency_model": "measured fit" if fitted else f"throughput ({backbone})",
+            "latency_ms": float(dev.model_latency_ms(info, backbone)),
+            "latency_model": (dev.latency_source or "per-operator") if dev.latency
+            else f"throughput ({backbone})",
+            "core": dev.core,
             "sram_budget_bytes": dev.sram_budget_bytes,
             "flash_budget_bytes": dev.flash_budget_bytes,
             "fits_sram": arena <= dev.sram_budget_bytes,
@@ -240,7 +247,7 @@ def format_table(report, label):
         lines.append(f"{name}: {verdict}{' (' + ', '.join(why) + ')' if why else ''}; "
                      f"SRAM budget {dev['sram_budget_bytes']:,}, flash budget "
                      f"{dev['flash_budget_bytes']:,}; latency {dev['latency_ms']:.1f} ms "
-                     f"({dev['latency_model']})")
+                     f"({dev['latency_model'].split(':')[0]})")
     return "\n".join(lines)
 
 
@@ -297,7 +304,7 @@ def main(argv):
             data, label, backbone = _model_bytes(paths[0] if paths else None, FLAGS.arch,
                                                  FLAGS.seed)
             report = profile(data, FLAGS.device, FLAGS.backbone or backbone or "default",
-                             _latency_models(FLAGS.latency_csv), FLAGS.measure)
+                             _calibrated(FLAGS.latency_csv), FLAGS.measure)
     except (errors.MnasError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

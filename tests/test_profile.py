@@ -12,7 +12,7 @@ import pytest
 import tf_keras as keras
 from absl import flags
 
-from mnas import arch, errors, estimate, profile
+from mnas import arch, devices, errors, estimate, profile
 
 from conftest import REFERENCE
 
@@ -63,7 +63,7 @@ def test_command_json_with_measurement():
     assert report["tflite_bytes"] == 53936
     assert report["arena_bytes_estimated"] == report["arena_bytes_measured"] == 24272
     assert report["ops"] == sum(layer["ops"] for layer in report["layers"])
-    assert set(report["devices"]) == {"STM32F446RE", "STM32F746ZG", "STM32F767ZI"}
+    assert set(report["devices"]) == set(devices.BUILTIN) and len(devices.BUILTIN) >= 9
     assert all(dev["fits"] and dev["latency_ms"] > 0 for dev in report["devices"].values())
 
 
@@ -121,11 +121,30 @@ def test_native_stderr_is_kept_off_the_terminal(capfd):
 
 
 def test_measured_latency_fit(capsys, tmp_path):
+
+    vww = REFERENCE / "vww_96_int8.tflite"
+    base = devices.get_device("S")
     csv = tmp_path / "board.csv"
-    csv.write_text(f"model,ms\n{KWS},10\n{REFERENCE / 'vww_96_int8.tflite'},20\n")
+    csv.write_text(f"model,ms\n{KWS},{2 * base.model_latency_ms(KWS)}\n"
+                   f"{vww},{2 * base.model_latency_ms(vww)}\n")
     code, out, err = _main(capsys, KWS, "--json", "--device=S", f"--latency_csv=S={csv}")
     assert code == 0, err
-    assert json.loads(out)["devices"]["STM32F446RE"]["latency_ms"] == pytest.approx(10.0)
+    device = json.loads(out)["devices"]["STM32F446RE"]
+    assert device["latency_ms"] == pytest.approx(2 * base.model_latency_ms(KWS))
+    assert device["latency_model"].startswith("measured: fitted to 2 latencies")
+
+
+def test_report_and_profile_give_one_latency(tmp_path):
+    from mnas import export
+
+    fit = export.check_fit(KWS, "S", arena_bytes=30000)
+    report = profile.profile(KWS, list(devices.BUILTIN))
+    assert fit.latency_ms == pytest.approx(report["devices"]["STM32F446RE"]["latency_ms"])
+    per_device = {f.device: f.latency_ms for f in [
+        export._fit(d, 1, 1, None, "default", None, estimate.read_model_info(KWS))
+        for d in devices.BUILTIN]}
+    assert per_device == pytest.approx({k: v["latency_ms"] for k, v in
+                                        report["devices"].items()})
 
 
 @pytest.mark.parametrize("args,message", [
