@@ -2,25 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from conftest import converted
 
 import mnas
-from mnas import arch, costs, derivation, errors, estimate, export, layers, search_spaces, tflm
-
-
-def converted(model, rng):
-    """The int8 flatbuffer of `model` with trained-like batch-norm statistics and biases.
-
-    Fresh batch norms fold into all-zero biases, which the converter stores once, and a zero
-    dense bias is dropped; trained models have distinct biases, one buffer each.
-    """
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
-                               for w in layer.get_weights()])
-        elif isinstance(layer, keras.layers.Dense):
-            layer.bias.assign(rng.normal(0.0, 0.1, layer.bias.shape).astype("float32"))
-    x = rng.normal(size=(8,) + tuple(model.input_shape[1:])).astype("float32")
-    return export.convert_int8(model, x, num_samples=8)
+from mnas import arch, costs, derivation, errors, estimate, layers, search_spaces, tflm
 
 
 @pytest.fixture(scope="module")

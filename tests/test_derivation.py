@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import tf_keras as keras
+from conftest import converted
 
 import mnas
-from mnas import arch, derivation, errors, export, search_spaces, tflm
+from mnas import arch, derivation, errors, search_spaces, tflm
 
 
 def space():
@@ -14,8 +15,7 @@ def space():
 
 
 def measured_arena(spec, rng):
-    x = rng.normal(size=(8, 16, 16, 1)).astype("float32")
-    return tflm.arena_usage(export.convert_int8(arch.build(spec), x, num_samples=8)).total_bytes
+    return tflm.arena_usage(converted(arch.build(spec), rng)).total_bytes
 
 
 def favour(model, picks, strength=2.0):

@@ -23,7 +23,8 @@ def test_derived_model_meets_the_latency_target_in_the_report(rng):
     target = 0.5 * widest
     regularizer = callbacks.ResourceRegularizer(device="S", latency_ms=target)
     model = _search(x, y, regularizer, epochs=2)
-    spec, figures = regularizer.derive(model)
+    found = regularizer.derive(model)
+    spec, figures = found.spec, found.costs
     plain = arch.build(spec)
     info = estimate.keras_model_info(plain)[0]
     # The derivation's figure is the device's per-operator model of the derived graph ...
