@@ -29,7 +29,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, costs, errors, estimate, profile, search_spaces, tflm
+from mnas import arch, costs, errors, profile, search_spaces
+from mnas.hardware import estimate, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _random_models  # noqa: E402

@@ -25,7 +25,8 @@ import numpy as np
 import tf_keras as keras
 
 from mnas import arch, callbacks, checkpoints, datasets, devices, errors, export, plots
-from mnas import search_spaces, tflm
+from mnas import search_spaces
+from mnas.hardware import tflm
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")

@@ -128,7 +128,7 @@ class LatencyModel:
 
 def model_ops(model, base="."):
     """Ops of a model given as a `.tflite` path, or an architecture name or spec JSON path."""
-    from mnas import estimate
+    from mnas.hardware import estimate
 
     path = model if os.path.isabs(model) else os.path.join(base, model)
     if model.endswith(".tflite"):

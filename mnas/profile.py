@@ -17,12 +17,10 @@ reported as one line on standard error, with exit code 1. TensorFlow's logs and 
 progress are kept off standard error.
 """
 
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -132,13 +130,12 @@ def convert_like_trained(model, seed=0, num_samples=8):
 
 def _model_bytes(path, arch_name, seed):
     """Returns (flatbuffer bytes, label, backbone) for a .tflite path or an architecture."""
-    from mnas import estimate
+    from mnas.hardware import estimate, tflite_file
 
     if arch_name is None:
-        with_path = estimate.read_model_info(path)  # Checks the file before anything else.
-        del with_path
-        with open(path, "rb") as f:
-            return f.read(), path, None
+        data, _ = tflite_file.load_bytes(path)
+        estimate.check_supported(tflite_file.parse_model(data, path), path)  # Before anything.
+        return data, path, None
     from mnas import arch
 
     try:
@@ -178,7 +175,7 @@ def profile(model, device_names, backbone="default", latency_models=None, measur
         `persistent_bytes`, `ops`, `layers`, `devices` ({name: `latency_ms`, `fits`, ...}), and
         with `measure` `arena_bytes_measured` and `host_latency_ms`.
     """
-    from mnas import estimate, tflm
+    from mnas.hardware import estimate, tflm
 
     est = estimate.estimate_tflite(model)
     targets = [devices.get_device(name) for name in device_names]
@@ -244,33 +241,6 @@ def format_table(report, label):
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _native_stderr_kept():
-    """Keeps what native code writes to file descriptor 2 off the terminal.
-
-    That is TensorFlow's C++ logs and the converter's progress lines, which no log level
-    silences. It is replayed if something other than an mnas error escapes, as context.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as f:
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        except errors.MnasError:
-            raise
-        except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            f.seek(0)
-            sys.stderr.write(f.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _quiet_python_logs():
     """TensorFlow's and absl's Python logs at ERROR, and no converter warnings."""
     from absl import logging as absl_logging
@@ -293,7 +263,7 @@ def main(argv):
             raise errors.InvalidModelFileError(
                 f"Invalid arguments: expected a .tflite path or --arch, not both; received "
                 f"{paths[0]!r} and --arch={FLAGS.arch}.")
-        with _native_stderr_kept():
+        with console.native_stderr(silent_on=errors.MnasError):
             data, label, backbone = _model_bytes(paths[0] if paths else None, FLAGS.arch,
                                                  FLAGS.seed)
             report = profile(data, FLAGS.device, FLAGS.backbone or backbone or "default",
