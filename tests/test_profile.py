@@ -79,9 +79,34 @@ def test_command_truncated_file_is_one_line(tmp_path):
 
 
 def test_table(capsys):
-    code, out, _ = _main(capsys, KWS, "--device=S")
+    code, out, _ = _main(capsys, KWS, "--device=S", "--latency_ms=200")
     assert code == 0
-    assert "DEPTHWISE_CONV_2D" in out and "STM32F446RE: fits" in out
+    lines = out.splitlines()
+    first_conv = next(line for line in lines if " CONV_2D " in line)
+    # Input shape, kernel, stride, padding and fused activation, MACs beside ops.
+    assert "1x49x10x1" in first_conv and "k10x4 s2x2 same relu" in first_conv
+    assert "320,000" in first_conv and "640,000" in first_conv
+    assert any(line.startswith("Peak memory in use: 16,000 bytes at layer 1 "
+                               "(DEPTHWISE_CONV_2D") for line in lines)
+    device = next(line for line in lines if line.startswith("STM32F446RE"))
+    assert "fits; SRAM 19.8% of 122,880, flash 11.8% of 458,752" in device
+    assert "of 200 ms (44.3%)" in device
+
+
+def test_json_fields(capsys):
+    code, out, _ = _main(capsys, KWS, "--device=S", "--json", "--latency_ms=50")
+    report = json.loads(out)
+    assert report["macs"] == sum(layer["macs"] for layer in report["layers"]) == 2656768
+    conv = report["layers"][0]
+    assert conv["input_shapes"] == [[1, 49, 10, 1]]
+    assert conv["options"]["kernel_height"] == 10 and conv["options"]["stride_w"] == 2
+    assert conv["latency_ms"]["STM32F446RE"] == pytest.approx(
+        report["devices"]["STM32F446RE"]["latency_ms"] * conv["ops"] / report["ops"])
+    assert report["peak"]["layer"] == 1 and report["peak"]["memory_bytes"] == 16000
+    assert sum(t["bytes"] for t in report["peak"]["tensors"]) == 16000
+    device = report["devices"]["STM32F446RE"]
+    assert device["sram_used_fraction"] == pytest.approx(24272 / 122880)
+    assert not device["fits_latency"] and device["latency_used_fraction"] > 1
 
 
 def test_named_architecture_is_measured(capsys):
@@ -129,6 +154,8 @@ def test_measured_latency_fit(capsys, tmp_path):
     (["--arch=micronet_kws_xl"], "Invalid value for `arch`.*received 'micronet_kws_xl'"),
     (["--arch={tmp}/spec.json"], "Invalid value for `arch`: Invalid architecture spec"),
     ([KWS, "--latency_csv=S"], "Invalid value for `latency_csv`"),
+    ([KWS, "--latency_csv=S={tmp}/binary.csv"], "Invalid value for `latency_csv`: expected a "
+                                                "text CSV"),
 ])
 def test_errors_are_one_line(capsys, tmp_path, args, message):
     data = open(KWS, "rb").read()
@@ -136,6 +163,7 @@ def test_errors_are_one_line(capsys, tmp_path, args, message):
     (tmp_path / "cut.tflite").write_bytes(data[:20000])
     (tmp_path / "lsh.tflite").write_bytes(_with_operator_code(data, 0, 15))
     (tmp_path / "spec.json").write_text('{"layers": []}')
+    (tmp_path / "binary.csv").write_bytes(bytes(range(128, 256)) * 4)
     code, _, err = _main(capsys, *[a.format(tmp=tmp_path) for a in args])
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: ")
@@ -147,3 +175,9 @@ def test_unknown_operators_are_all_named():
     with pytest.raises(errors.UnknownOperatorError,
                        match="received LSH_PROJECTION, builtin operator code -6."):
         estimate.estimate_tflite(data)
+
+
+def test_unknown_backbone_is_refused():
+    result = _subprocess(KWS, "--backbone=foo")
+    assert result.returncode != 0
+    assert "--backbone" in result.stderr and "Traceback" not in result.stderr

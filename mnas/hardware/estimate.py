@@ -31,6 +31,9 @@ from mnas.hardware.operators import KERNELS
 _MAC_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "SVDF",
                   "UNIDIRECTIONAL_SEQUENCE_LSTM", "BATCH_MATMUL")
 
+# Operators whose kernel size is the weights' (O, H, W, I) shape.
+_KERNEL_SIZE_IN_WEIGHTS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -119,10 +122,14 @@ def estimate_model_info(model):
         out = model.tensors[op.outputs[0]] if op.outputs else None
         inputs = [model.tensors[t] for t in op.inputs if t >= 0]
         ops = KERNELS[op.name].ops(model, op)
+        options = dict(op.options)
+        if op.name in _KERNEL_SIZE_IN_WEIGHTS:
+            options["kernel_height"], options["kernel_width"] = model.tensors[
+                op.inputs[1]].shape[1:3]
         layers.append(Layer(
             op.name, out.shape if out else (), ops, out.nbytes if out else 0,
             sum(t.nbytes for t in inputs if t.is_constant),
-            tuple(t.shape for t in inputs if not t.is_constant), dict(op.options),
+            tuple(t.shape for t in inputs if not t.is_constant), options,
             ops // 2 if op.name in _MAC_OPERATORS else 0, in_use[i] if in_use else 0))
     planned = planner.plan_activations(model)[2]
     persistent = planner.persistent_bytes(model)

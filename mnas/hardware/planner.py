@@ -104,18 +104,19 @@ def plan_activations(model):
 
 
 def memory_in_use(model):
-    """Arena head bytes in use while each operator runs: its inputs, outputs, scratch buffers
-    and every tensor alive across it.
+    """Bytes of the arena head in use while each operator runs: its inputs, outputs and scratch
+    buffers and every tensor alive across it (aligned as planned). The plan's size can exceed
+    the largest of these where freed space is too fragmented to reuse.
 
     Returns:
         (bytes per operator, the tensor indices alive at each operator).
     """
-    buffers, offsets, _ = plan_activations(model)
+    buffers = plan_activations(model)[0]
     in_use, alive = [], []
     for step in range(1, len(model.operators) + 1):
-        here = [(b, o) for b, o in zip(buffers, offsets) if b[1] <= step <= b[2]]
-        in_use.append(max((o + b[0] for b, o in here), default=0))
-        alive.append(tuple(b[3] for b, _ in here if b[3] is not None))
+        here = [b for b in buffers if b[1] <= step <= b[2]]
+        in_use.append(sum(b[0] for b in here))
+        alive.append(tuple(b[3] for b in here if b[3] is not None))
     return in_use, alive
 
 
