@@ -136,8 +136,10 @@ def persistent_allocations(model):
     allocs += [(f"{op.name} op data", k.init, ARENA_ALIGNMENT)
                for op, k in zip(model.operators, kernels) if k.init]
     for op, k in zip(model.operators, kernels):
-        allocs += [(f"{op.name} prepare", size, ARENA_ALIGNMENT)
-                   for size in k.prepare(model, op) if size]
+        for size in k.prepare(model, op):  # Bytes, or (bytes, alignment).
+            size, alignment = size if isinstance(size, tuple) else (size, ARENA_ALIGNMENT)
+            if size:
+                allocs.append((f"{op.name} prepare", size, alignment))
     scratch = sum(len(scratch_buffers(model, op)) for op in model.operators)
     if scratch:
         allocs.append(("scratch buffer handles", 8 * scratch, ARENA_ALIGNMENT))
