@@ -58,9 +58,9 @@ def set_trained_statistics(model, data, seed=0):
     (a 3x3 depthwise kernel over C channels by about 2 / (C + 1) in variance). The logits of an
     untrained `micronet_kws_s` are about 1e-7 on random inputs, the converter gives the
     softmax input a scale near 1e-8, and TFLite Micro aborts on it
-    (`mnas.tflm.check_kernel_limits`); the ranges, and with them the figures, would be nothing
-    like a trained model's. Training keeps activations near unit scale (its logits then span
-    about 2). So each BatchNormalization gets a random scale and offset
+    (`mnas.hardware.tflm.check_kernel_limits`); the ranges, and with them the figures, would
+    be nothing like a trained model's. Training keeps activations near unit scale (its logits
+    then span about 2). So each BatchNormalization gets a random scale and offset
     like trained ones (gamma in [0.5, 1.5], beta ~ N(0, 0.25)) and the moving mean and
     variance of its input over `data`; convolution and dense biases get small random values
     (N(0, 0.1)), so the converter keeps them as it does a trained model's.

@@ -4,7 +4,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 import mnas
-from mnas import arch, costs, errors, estimate, export, layers, search_spaces, tflm
+from mnas import arch, costs, errors, export, layers, search_spaces
+from mnas.hardware import estimate, tflm
 
 
 def converted(model, rng):
