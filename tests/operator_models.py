@@ -84,8 +84,7 @@ def multi_input(name, in_shapes, out_shape, **options):
 
 def depthwise(b):
     x = _i8(b, (1, 8, 8, 4))
-    w = b.tensor((1, 3, 3, 8), "int8", data=np.ones((1, 3, 3, 8)), scale=[0.01] * 8, axis=3)
-    bias = b.tensor((8,), "int32", data=np.zeros(8), scale=[0.0005] * 8)
+    w, bias = _conv_weights(b, (1, 3, 3, 8), axis=3)
     y = _i8(b, (1, 8, 8, 8))
     b.op("DEPTHWISE_CONV_2D", [x, w, bias], [y], padding=0, strideW=1, strideH=1,
          depthMultiplier=2)
@@ -198,10 +197,17 @@ def padv2(b):
     return [x], [y]
 
 
+def _conv_weights(b, shape, axis=0):
+    """Per-channel int8 weights of `shape` and their int32 bias (channels on `axis`)."""
+    channels = shape[axis]
+    w = b.tensor(shape, "int8", data=np.ones(shape), scale=[0.01] * channels, axis=axis)
+    bias = b.tensor((channels,), "int32", data=np.zeros(channels), scale=[0.0005] * channels)
+    return w, bias
+
+
 def conv2d(b):
     x = _i8(b, (1, 8, 8, 4))
-    w = b.tensor((6, 3, 3, 4), "int8", data=np.ones((6, 3, 3, 4)), scale=[0.01] * 6)
-    bias = b.tensor((6,), "int32", data=np.zeros(6), scale=[0.0005] * 6)
+    w, bias = _conv_weights(b, (6, 3, 3, 4))
     y = _i8(b, (1, 8, 8, 6))
     b.op("CONV_2D", [x, w, bias], [y], padding=0, strideW=1, strideH=1)
     return [x], [y]
@@ -209,8 +215,7 @@ def conv2d(b):
 
 def transpose_conv(b):
     x = _i8(b, (1, 4, 4, 4))
-    w = b.tensor((6, 3, 3, 4), "int8", data=np.ones((6, 3, 3, 4)), scale=[0.01] * 6)
-    bias = b.tensor((6,), "int32", data=np.zeros(6), scale=[0.0005] * 6)
+    w, bias = _conv_weights(b, (6, 3, 3, 4))
     y = _i8(b, (1, 8, 8, 6))
     shape = _const(b, [1, 8, 8, 6])
     b.op("TRANSPOSE_CONV", [shape, w, x, bias], [y], padding=0, strideW=2, strideH=2)
