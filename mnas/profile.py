@@ -134,13 +134,13 @@ def convert_like_trained(model, seed=0, num_samples=8):
 
 
 def _model_bytes(path, arch_name, seed):
-    """Returns (flatbuffer bytes, label, backbone) for a .tflite path or an architecture."""
+    """Returns (flatbuffer bytes, label, backbone, its `Estimate` or None) for a .tflite path or
+    an architecture."""
     from mnas.hardware import estimate, tflite_file
 
     if arch_name is None:
-        data, _ = tflite_file.load_bytes(path)
-        estimate.check_supported(tflite_file.parse_model(data, path), path)  # Before anything.
-        return data, path, None
+        est = estimate.estimate_tflite(path)  # Checks the file before anything else.
+        return tflite_file.load_bytes(path)[0], path, None, est
     from mnas import arch
 
     try:
@@ -149,7 +149,7 @@ def _model_bytes(path, arch_name, seed):
         if isinstance(e, errors.MnasError):
             raise
         raise errors.UnknownNameError(f"Invalid value for `arch`: {e}") from None
-    return convert_like_trained(arch.build(spec), seed), arch_name, spec.backbone
+    return convert_like_trained(arch.build(spec), seed), arch_name, spec.backbone, None
 
 
 def _latency_models(entries):
@@ -179,7 +179,7 @@ def _layer_json(layer, device_ms):
 
 
 def profile(model, device_names, backbone="default", latency_models=None, measure=False,
-            latency_budget_ms=None):
+            latency_budget_ms=None, est=None):
     """Profiles a TFLite model against devices.
 
     Args:
@@ -190,6 +190,7 @@ def profile(model, device_names, backbone="default", latency_models=None, measur
         measure: Whether to run the TFLite Micro interpreter too. Defaults to `False`.
         latency_budget_ms: A latency budget to compare each device's latency with. Defaults
             to none.
+        est: The `Estimate` of `model` when already made. Defaults to making it.
 
     Returns:
         A JSON-serialisable dict: `tflite_bytes`, `arena_bytes_estimated`, `planned_bytes`,
@@ -201,7 +202,7 @@ def profile(model, device_names, backbone="default", latency_models=None, measur
     """
     from mnas.hardware import estimate, tflm
 
-    est = estimate.estimate_tflite(model)
+    est = est or estimate.estimate_tflite(model)
     targets = [devices.get_device(name) for name in device_names]
     arena = est.arena_bytes
     report = {
@@ -368,11 +369,11 @@ def main(argv):
                 f"Invalid arguments: expected a .tflite path or --arch, not both; received "
                 f"{paths[0]!r} and --arch={FLAGS.arch}.")
         with console.native_stderr(silent_on=errors.MnasError):
-            data, label, backbone = _model_bytes(paths[0] if paths else None, FLAGS.arch,
-                                                 FLAGS.seed)
+            data, label, backbone, est = _model_bytes(paths[0] if paths else None,
+                                                      FLAGS.arch, FLAGS.seed)
             report = profile(data, FLAGS.device, FLAGS.backbone or backbone or "default",
                              _latency_models(FLAGS.latency_csv), FLAGS.measure,
-                             FLAGS.latency_ms)
+                             FLAGS.latency_ms, est)
     except (errors.MnasError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

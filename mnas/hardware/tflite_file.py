@@ -15,6 +15,7 @@ Example:
 """
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -99,6 +100,16 @@ def _length(n, size, what):
     return n
 
 
+@functools.lru_cache(maxsize=None)
+def _option_getters(cls):
+    """(snake_case name, getter name) of the scalar fields of a generated options class."""
+    return tuple((_SNAKE.sub("_", attr).lower(), attr) for attr in dir(cls)
+                 if attr[0].isupper() and not attr.startswith(_NOT_OPTIONS)
+                 and not attr.endswith(("Length", "IsNone", "AsNumpy"))
+                 and "BufferHasIdentifier" not in attr
+                 and getattr(cls, attr).__code__.co_argcount == 1)
+
+
 def _options(op):
     """An operator's builtin options as {snake_case name: scalar}, read from their table."""
     name = OPTIONS_NAMES.get(op.BuiltinOptionsType())
@@ -109,16 +120,10 @@ def _options(op):
     options = cls()
     options.Init(table.Bytes, table.Pos)
     out = {}
-    for attr in dir(cls):
-        if attr[0].islower() or attr.startswith(_NOT_OPTIONS) or attr.endswith(
-                ("Length", "IsNone", "AsNumpy")) or "BufferHasIdentifier" in attr:
-            continue
-        try:
-            value = getattr(options, attr)()
-        except TypeError:  # Takes an index: a vector's element, not an option.
-            continue
+    for key, attr in _option_getters(cls):
+        value = getattr(options, attr)()
         if isinstance(value, (int, float, bool)):
-            out[_SNAKE.sub("_", attr).lower()] = value
+            out[key] = value
     return out
 
 
