@@ -35,6 +35,21 @@ def test_operator_estimate_equals_interpreter(name):
     assert est.ops >= 0
 
 
+# With three copies in one model the estimate is off by 16 to 48 bytes for these (exact with one).
+INEXACT_WHEN_REPEATED = {"BATCH_MATMUL", "MIRROR_PAD", "TRANSPOSE_CONV"}
+
+
+@pytest.mark.parametrize("name", sorted(set(MAKERS) - INEXACT_WHEN_REPEATED))
+def test_three_copies_estimate_equals_interpreter(name):
+    """Allocations that only add up wrongly with several operators of a kind show here."""
+    b = Builder()
+    inputs, outputs = [], []
+    for _ in range(3):
+        i, o = MAKERS[name](b)
+        inputs, outputs = inputs + i, outputs + o
+    _assert_exact(b.build(inputs, outputs))
+
+
 def test_every_estimated_operator_has_a_model():
     assert set(KERNELS) == set(MAKERS)
     assert not NOT_ESTIMATED & set(KERNELS)

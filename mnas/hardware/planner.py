@@ -142,7 +142,7 @@ def persistent_allocations(model):
                 allocs.append((f"{op.name} prepare", size, alignment))
     scratch = sum(len(scratch_buffers(model, op)) for op in model.operators)
     if scratch:
-        allocs.append(("scratch buffer handles", 8 * scratch, ARENA_ALIGNMENT))
+        allocs.append(("scratch buffer handles", 8 * scratch, 8))
     allocs += [("variable tensor", t.nbytes, ARENA_ALIGNMENT)
                for t in model.tensors if t.is_variable and t.nbytes]
     for what, group in (("input", model.inputs), ("output", model.outputs)):
