@@ -5,7 +5,7 @@ For the MLPerf Tiny reference models and random architectures of every search sp
 MobileNetV2-like / FC-autoencoder models), compares:
 
 - the arena estimated from the `.tflite` (`estimate_tflite`) and from the Keras model before
-  conversion (`estimate_keras`) with the arena TFLite Micro measures (`mnas.tflm`);
+  conversion (`estimate_keras`) with the arena TFLite Micro measures (`mnas.hardware.tflm`);
 - the flatbuffer bytes predicted from the Keras model with the converter's output;
 - the search's differentiable SRAM and flash costs (`mnas.costs.expected_costs` of the supernet
   with the sampled architecture's one-hot choices) with the measured arena and the converter's
@@ -31,7 +31,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, costs, derivation, errors, estimate, profile, search_spaces, tflm
+from mnas import arch, costs, derivation, errors, profile, search_spaces
+from mnas.hardware import estimate, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _random_models  # noqa: E402

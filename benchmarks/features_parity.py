@@ -82,7 +82,8 @@ def main():
     from mnas import console
 
     console.own_lines_only()
-    from mnas import datasets, tflm
+    from mnas import datasets
+    from mnas.hardware import tflm
     from mnas.datasets import features, kws
     from mnas.deploy import features_c
 

@@ -21,7 +21,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-from mnas import export, job, tflm
+from mnas import export, job
+from mnas.hardware import tflm
 
 
 def define_flags():

@@ -53,9 +53,10 @@ SHIPPED_MOPS = {"STM32F446RE": 73.0, "STM32F746ZG": 185.0, "STM32F767ZI": 190.0}
 
 def model_infos():
     import mnas  # noqa: F401  (Keras 2 before TensorFlow)
-    from mnas import arch, estimate
+    from mnas import arch
+    from mnas.hardware import keras_graph
 
-    return {name: estimate.keras_model_info(arch.build(arch.get_architecture(name)))[0]
+    return {name: keras_graph.keras_model_info(arch.build(arch.get_architecture(name)))[0]
             for name in TABLE4}
 
 
@@ -112,7 +113,7 @@ def main():
     parser.add_argument("--print_profile", action="store_true",
                         help="Print the coefficients fitted to all measurements.")
     args = parser.parse_args()
-    from mnas import estimate
+    from mnas.hardware import estimate
 
     infos = model_infos()
     ops = {n: estimate.estimate_model_info(info).ops for n, info in infos.items()}

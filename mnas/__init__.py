@@ -27,8 +27,10 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "arch", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation", "devices",
-    "errors", "estimate", "export", "latency", "layers", "search_spaces", "tflm",
+    "errors", "export", "hardware", "latency", "layers", "search_spaces",
 )
+# Short names of modules that live in a subpackage: `mnas.estimate`, `from mnas import tflm`.
+_ALIASES = {"estimate": "hardware.estimate", "tflm": "hardware.tflm"}
 
 # Public name -> the module that defines it.
 _NAMES = {
@@ -39,7 +41,8 @@ _NAMES = {
     "register_cost": "costs",
     "derive_within": "derivation", "fixed_choices": "derivation",
     "Device": "devices", "get_device": "devices", "load_device": "devices",
-    "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
+    "Estimate": "hardware.estimate", "estimate_keras": "hardware.estimate",
+    "estimate_tflite": "hardware.estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
     "verify": "export", "write_c_sources": "export", "write_report": "export",
     "LatencyModel": "latency", "OperatorLatencyModel": "latency",
@@ -48,12 +51,12 @@ _NAMES = {
     "SearchableSkip": "layers", "searchable_layers": "layers", "width_choices": "layers",
 }
 
-__all__ = sorted((*_SUBMODULES, *_NAMES))
+__all__ = sorted((*_SUBMODULES, *_ALIASES, *_NAMES))
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"mnas.{name}")
+    if name in _SUBMODULES or name in _ALIASES:
+        return importlib.import_module(f"mnas.{_ALIASES.get(name, name)}")
     if name in _NAMES:
         value = getattr(importlib.import_module(f"mnas.{_NAMES[name]}"), name)
         globals()[name] = value

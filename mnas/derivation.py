@@ -95,7 +95,7 @@ def exact_costs(model, picks=None, device=None, backbone=None, cache=None):
         A dict: `sram` (TFLite Micro arena bytes, of which `planned` and `persistent`),
         `flash` (flatbuffer bytes), `ops`, and `latency` (ms) with a device.
     """
-    from mnas import estimate
+    from mnas.hardware import estimate, keras_graph
 
     picks = tuple(argmax_picks(model) if picks is None else picks)
     backbone = backbone or getattr(model, "mnas_backbone", "default")
@@ -104,7 +104,7 @@ def exact_costs(model, picks=None, device=None, backbone=None, cache=None):
         return dict(cache[key])
     with fixed_choices(model, picks):
         spec = arch.derive(model)
-    info, tflite_bytes = estimate.keras_model_info(_with_trained_biases(arch.build(spec)))
+    info, tflite_bytes = keras_graph.keras_model_info(_with_trained_biases(arch.build(spec)))
     found = estimate.estimate_model_info(info)
     values = {"sram": float(found.arena_bytes), "flash": float(tflite_bytes),
               "ops": float(found.ops), "planned": float(found.planned_bytes),

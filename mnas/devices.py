@@ -111,9 +111,9 @@ class Device:
         latency_model = self.latency_model
         if latency_model is not None:
             return latency_model.predict_ms(model)
-        from mnas import estimate
+        from mnas.hardware import estimate, tflite_file
 
-        if not isinstance(model, estimate.ModelInfo):
+        if not isinstance(model, tflite_file.ModelInfo):
             model = estimate.read_model_info(model)
         return self.latency_ms(estimate.estimate_model_info(model).ops, backbone)
 

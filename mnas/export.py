@@ -41,9 +41,10 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from mnas import devices, errors, estimate, tflm
+from mnas import devices, errors
 from mnas.deploy.csources import (  # noqa: F401  (public here too)
     TensorQuantization, write_atomic, write_c_sources)
+from mnas.hardware import estimate, tflm
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
 # converted operators TFLite Micro runs in int8.

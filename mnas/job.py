@@ -25,9 +25,9 @@ import numpy as np
 import tf_keras as keras
 
 from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
-from mnas import export, plots
-from mnas import search_spaces, tflm
+from mnas import export, plots, search_spaces
 from mnas.deploy import arena32, csources
+from mnas.hardware import tflm
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")

@@ -70,16 +70,17 @@ def _aligned(*channels):
 
 
 def layer_work(model):
-    """Per-operator work of a `mnas.estimate.ModelInfo` (a parsed or predicted flatbuffer).
+    """Per-operator work of a `mnas.hardware.tflite_file.ModelInfo` (a parsed or predicted
+    flatbuffer).
 
     Returns:
         A list of `LayerWork`, one per operator, in execution order.
     """
-    from mnas import estimate
+    from mnas.hardware.operators import KERNELS
 
     out = []
     for op in model.operators:
-        ops = estimate.operator_ops(model, op)
+        ops = KERNELS[op.name].ops(model, op)
         kind = _MAC_KINDS.get(op.name)
         if kind is None:
             out.append(LayerWork("elementwise", float(ops)))
@@ -148,7 +149,7 @@ class OperatorLatencyModel:
     def predict_ms(self, model):
         """Milliseconds of a model: a `ModelInfo`, a list of `LayerWork`, or a `.tflite`."""
         if isinstance(model, (bytes, bytearray, str, os.PathLike)):
-            from mnas import estimate
+            from mnas.hardware import estimate
 
             model = estimate.read_model_info(model)
         layers = model if isinstance(model, list) else layer_work(model)
@@ -288,7 +289,7 @@ class LatencyModel:
     @classmethod
     def from_csv(cls, path):
         """Fits a line to a CSV of `model,ms` rows; see `read_measurements`."""
-        from mnas import estimate
+        from mnas.hardware import estimate
 
         models, ms = read_measurements(path)
         return cls.fit([estimate.estimate_model_info(m).ops for m in models], ms)
@@ -340,20 +341,22 @@ def read_measurements(path):
 
 def model_info(model, base="."):
     """The `ModelInfo` of a `.tflite` path, or of an architecture name or spec JSON path."""
-    from mnas import estimate
+    from mnas.hardware import estimate
 
     path = model if os.path.isabs(model) else os.path.join(base, model)
     if model.endswith(".tflite"):
         return estimate.read_model_info(path)
     from mnas import arch
 
+    from mnas.hardware import keras_graph
+
     spec = arch.get_architecture(path if os.path.isfile(path) else model)
-    return estimate.keras_model_info(arch.build(spec))[0]
+    return keras_graph.keras_model_info(arch.build(spec))[0]
 
 
 def model_ops(model, base="."):
     """Ops of a model given as a `.tflite` path, or an architecture name or spec JSON path."""
-    from mnas import estimate
+    from mnas.hardware import estimate
 
     return estimate.estimate_model_info(model_info(model, base)).ops
 

@@ -5,7 +5,8 @@ import pytest
 import tf_keras as keras
 
 import mnas
-from mnas import arch, callbacks, errors, export, search_spaces, tflm
+from mnas import arch, callbacks, errors, export, search_spaces
+from mnas.hardware import tflm
 
 
 def task(rng, n=480):

@@ -5,7 +5,8 @@ import tf_keras as keras
 from conftest import converted
 
 import mnas
-from mnas import arch, costs, derivation, errors, estimate, layers, search_spaces, tflm
+from mnas import arch, costs, derivation, errors, layers, search_spaces
+from mnas.hardware import estimate, tflm
 
 
 @pytest.fixture(scope="module")

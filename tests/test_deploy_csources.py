@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import tflite
 
-from mnas import errors, estimate, tflm
+from mnas import errors
+from mnas.hardware import estimate, tflm
 from mnas.deploy import arena32, csources
 
 from conftest import REFERENCE

@@ -6,7 +6,8 @@ import tf_keras as keras
 from conftest import converted
 
 import mnas
-from mnas import arch, derivation, errors, search_spaces, tflm
+from mnas import arch, derivation, errors, search_spaces
+from mnas.hardware import tflm
 
 
 def space():

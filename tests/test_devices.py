@@ -27,7 +27,7 @@ def test_every_part_says_where_its_figures_come_from(name):
 
 def test_calibrate_fits_the_board(tmp_path):
     from conftest import REFERENCE
-    from mnas import estimate
+    from mnas.hardware import estimate
 
     kws = REFERENCE / "kws_ref_model.tflite"
     vww = REFERENCE / "vww_96_int8.tflite"

@@ -11,7 +11,8 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 import mnas
-from mnas import errors, estimate, export, tflm
+from mnas import errors, export
+from mnas.hardware import estimate, tflm
 
 SHAPE = (16, 8, 1)
 CLASSES = 4

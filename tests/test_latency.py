@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from mnas import devices, errors, estimate, latency
+from mnas import devices, errors, latency
+from mnas.hardware import estimate
 
 from conftest import REFERENCE
 

@@ -2,7 +2,8 @@
 
 import tf_keras as keras
 
-from mnas import arch, callbacks, estimate, export
+from mnas import arch, callbacks, export
+from mnas.hardware import keras_graph
 
 from test_callbacks import space, task
 
@@ -26,7 +27,7 @@ def test_derived_model_meets_the_latency_target_in_the_report(rng):
     found = regularizer.derive(model)
     spec, figures = found.spec, found.costs
     plain = arch.build(spec)
-    info = estimate.keras_model_info(plain)[0]
+    info = keras_graph.keras_model_info(plain)[0]
     # The derivation's figure is the device's per-operator model of the derived graph ...
     assert abs(figures["latency"] - regularizer.device.model_latency_ms(info)) < 1e-6
     # ... and the report's, from the converted flatbuffer, agrees and meets the target.

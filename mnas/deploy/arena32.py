@@ -4,7 +4,7 @@
 that PyPI `tflite-micro` ships, exactly (tested against its recording allocator). A Cortex-M
 is a 32-bit target: pointers and `size_t` take 4 bytes instead of 8, so every structure with
 pointers is smaller. This module takes the host's list of allocations
-(`mnas.estimate.persistent_allocations`) and gives each its 32-bit size, from the structure
+(`mnas.hardware.planner.persistent_allocations`) and gives each its 32-bit size, from the structure
 layouts of TFLite Micro's headers for a 32-bit ABI (ILP32, 4-byte pointers, 8-byte
 alignment of 8-byte members, as arm-none-eabi):
 
@@ -36,14 +36,14 @@ SRAM should use.
 
 Example:
 
->>> from mnas import estimate
+>>> from mnas.hardware import estimate, planner
 >>> from mnas.deploy import arena32
 >>> info = estimate.read_model_info("kws_ref_model.tflite")  # doctest: +SKIP
->>> arena32.persistent_bytes(info) < estimate.persistent_bytes(info)  # doctest: +SKIP
+>>> arena32.persistent_bytes(info) < planner.persistent_bytes(info)  # doctest: +SKIP
 True
 """
 
-from mnas import estimate
+from mnas.hardware import estimate, planner, tflite_file
 
 POINTER_BYTES = 4
 # Pointer members of each kernel's OpData (TFLite Micro kernels/*.h).
@@ -73,7 +73,7 @@ def allocations(model):
         A list of (what, host bytes, 32-bit bytes, alignment), in TFLite Micro's order.
     """
     out = []
-    for what, size, alignment in estimate.persistent_allocations(model):
+    for what, size, alignment in planner.persistent_allocations(model):
         if what in _SIZES_32:
             small = _SIZES_32[what](size)
             # Their 8-byte alignment is their pointers' (alignof), 4 bytes on 32-bit.
@@ -105,9 +105,9 @@ def target_arena_bytes(model, host_arena_bytes=None):
     Returns:
         (target arena bytes, host persistent bytes, target persistent bytes).
     """
-    if not isinstance(model, estimate.ModelInfo):
+    if not isinstance(model, tflite_file.ModelInfo):
         model = estimate.read_model_info(model)
-    host_tail = estimate.persistent_bytes(model)
+    host_tail = planner.persistent_bytes(model)
     if host_arena_bytes is None:
         host_arena_bytes = estimate.estimate_model_info(model).arena_bytes
     target_tail = persistent_bytes(model)

@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from mnas import estimate, tflm
+from mnas.hardware import estimate, tflite_file, tflm
 
 # TFLite Micro's MicroMutableOpResolver method for each operator mnas reads
 # (micro_mutable_op_resolver.h).
@@ -76,7 +76,7 @@ def model_operators(model):
     Args:
         model: A `ModelInfo`, or TFLite flatbuffer bytes or path.
     """
-    if not isinstance(model, estimate.ModelInfo):
+    if not isinstance(model, tflite_file.ModelInfo):
         model = estimate.read_model_info(model)
     return list(dict.fromkeys(op.name for op in model.operators))
 
@@ -176,7 +176,7 @@ def write_c_sources(tflite_bytes, out_dir, name="model", labels=None, arena_byte
         raise ValueError(
             f"Invalid value for `labels`: expected {int(np.prod(output.shape[1:]))} names, one "
             f"per model output, received {len(labels)}.")
-    info = estimate.parse_model(data)
+    info = tflite_file.parse_model(data)
     operators = model_operators(info)
     if arena_bytes is None:
         arena_bytes = tflm.arena_usage(data).total_bytes
