@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "arch", "callbacks", "checkpoints", "costs", "datasets", "derivation", "devices", "errors",
     "estimate",
-    "export", "latency", "layers", "search_spaces", "tflm",
+    "export", "latency", "layers", "plots", "report", "search_spaces", "tflm",
 )
 
 # Public name -> the module that defines it.
@@ -42,7 +42,8 @@ _NAMES = {
     "Device": "devices", "get_device": "devices", "load_device": "devices",
     "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
-    "verify": "export", "write_c_sources": "export", "write_report": "export",
+    "verify": "export", "write_c_sources": "export",
+    "describe_architecture": "report", "write_report": "report",
     "LatencyModel": "latency",
     "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",
     "SearchableDepthwiseSeparable": "layers", "SearchableInvertedBottleneck": "layers",
