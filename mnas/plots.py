@@ -378,7 +378,7 @@ def plot_run(out_dir, spec, budget, test=None):
     if test is not None and os.path.exists(outputs_path):
         with np.load(outputs_path) as data:
             outputs = data["int8"].reshape(len(test.y), -1)
-        written.append(_plot_evaluation(outputs, test, folder))
+        written += [p for p in [_plot_evaluation(outputs, test, folder)] if p]
     return written
 
 
@@ -390,7 +390,7 @@ def _plot_evaluation(outputs, test, folder):
         curves = {name: (scores[machine == i], anomalous[machine == i])
                   for i, name in enumerate(test.labels)
                   if len(set(anomalous[machine == i])) == 2}
-        return plot_roc(curves, os.path.join(folder, "roc.png"))[0]
+        return plot_roc(curves, os.path.join(folder, "roc.png"))[0] if curves else None
     predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 \
         else outputs.argmax(axis=1)
     return plot_confusion(test.y, predicted, list(test.labels),

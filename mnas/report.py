@@ -100,6 +100,8 @@ def describe_architecture(spec):
     for op, figures in zip(info.operators, found.layers):
         out_name = info.tensors[op.outputs[0]].name if op.outputs else ""
         hits = [owner[part] for part in out_name.split("/") if part in owner]
+        if op.outputs and op.outputs[0] in info.outputs:  # named after the model's output
+            hits = [len(rows) - 1]
         # An operator named after no layer (one the converter adds) joins the one before.
         current = hits[0] if hits else current
         row = rows[current]
@@ -232,7 +234,7 @@ def _markdown(report, per_device, plots=()):
         f"| {_number(measured['latency_ms'], 1)} |",
         "",
     ]
-    lines += _search_section(report.get("search"))
+    lines += _search_section(report.get("search"), budget)
     lines += [
         f"## {acc['metric'].capitalize()} on {acc['samples']} test samples",
         "",
@@ -275,7 +277,7 @@ _SEARCH_ROWS = (("sram", "tensor arena, bytes", 0), ("flash", "model (.tflite), 
                 ("ops", "ops per inference", 0), ("latency", "latency (estimated), ms", 1))
 
 
-def _search_section(search):
+def _search_section(search, budget):
     if not isinstance(search, dict) or not search.get("exact_costs"):
         return []
     changes = search.get("changes") or 0
@@ -285,14 +287,17 @@ def _search_section(search):
     lines = ["## Search", "",
              f"Derived architecture: {how}; least decided choice's top probability "
              f"{_number(search.get('min_top_probability'), 2)}.", "",
-             "| derived architecture (estimated before training) | exact |",
-             "| --- | ---: |"]
+             "| derived architecture, before training | search target | exact |",
+             "| --- | ---: | ---: |"]
+    targets = {"sram": budget["sram_bytes"] - budget["sram_reserve_bytes"],
+               "flash": budget["flash_bytes"] - budget["flash_reserve_bytes"],
+               "latency": budget["latency_ms"]}
     costs = search["exact_costs"]
     for key, label, digits in _SEARCH_ROWS:
         if key in costs:
-            value = costs[key]
-            lines.append(f"| {label} | "
-                         f"{_number(round(value) if not digits else value, digits)} |")
+            value = round(costs[key]) if not digits else costs[key]
+            target = _number(targets[key], digits) if targets.get(key) else ""
+            lines.append(f"| {label} | {target} | {_number(value, digits)} |")
     return lines + [""]
 
 

@@ -50,6 +50,7 @@ def test_the_architecture_table_adds_up_to_the_converted_model(deployed):
     assert [op for row in rows for op in row["operators"]] == [
         layer.op for layer in converted.layers]
     assert rows[1]["operators"] == ["DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert rows[-1]["operators"] == ["SOFTMAX"] and rows[-1]["activation_bytes"] == 4
     assert described["ops"] == sum(row["ops"] for row in rows) == converted.ops
     assert sum(row["weight_bytes"] for row in rows) == sum(
         layer.weight_bytes for layer in converted.layers)
@@ -115,7 +116,8 @@ def test_report_shows_the_architecture_the_search_and_warns_when_undecided(deplo
     assert "n/a parameters" not in text
     assert "**Warning: the search ended undecided.**" in text
     assert "probability 0.31 (below 0.5)" in text
-    assert "| latency (estimated), ms | 93.4 |" in text
+    assert "| latency (estimated), ms |  | 93.4 |" in text
+    assert f"| tensor arena, bytes | {fit.sram_bytes - fit.sram_reserve_bytes:,} | 20,480 |" in text
     assert "1 option steps from the argmax (repaired to fit)" in text
     assert (f"| 1 | ds0 | depthwise separable | 12 | 3x3 /1x1 | 8x4x12 "
             f"| {written['architecture']['layers'][1]['params']:,} "
