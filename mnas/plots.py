@@ -20,7 +20,9 @@ import numpy as np
 matplotlib.use("Agg")  # Files only: no display is needed.
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+_THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def read_epochs_jsonl(path):
@@ -131,6 +133,8 @@ def plot_costs(history, targets, path, derived=None):
                         (epochs[-1], value), textcoords="offset points", xytext=(-8, 8),
                         ha="right", fontsize=7, color="green")
         ax.set_title(title, fontsize=9)
+        if "bytes" in title:
+            ax.yaxis.set_major_formatter(_THOUSANDS)
         ax.set_xlabel("search epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
@@ -314,6 +318,7 @@ def plot_memory(info, arena_budget, measured_arena, path):
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=90, fontsize=6)
     ax.set_ylabel("arena bytes in use")
+    ax.yaxis.set_major_formatter(_THOUSANDS)
     ax.set_title(f"Arena per operator: peak {in_use[peak]:,} B at {names[peak]} "
                  f"({in_use[peak] / arena_budget:.0%} of the budget)", fontsize=8)
     ax.legend(fontsize=7, loc="upper right")
