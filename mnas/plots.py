@@ -54,6 +54,15 @@ def _save(figure, path):
     return path
 
 
+def _epoch_axis(ax, epochs):
+    """Whole epochs on the x axis, also when there is only one."""
+    if max(epochs) - min(epochs) < 20:  # MaxNLocator ticks halves on a short range
+        ax.set_xticks(range(min(epochs), max(epochs) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+
+
 def _option_labels(record, name):
     options = (record.get("options") or {}).get(name)
     count = len(record["probabilities"][name])
@@ -75,8 +84,8 @@ def plot_probabilities(records, path):
     names = list(records[0]["probabilities"])
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows),
-                                squeeze=False, sharex=True)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 2.6 * rows),
+                                squeeze=False, layout="constrained")
     epochs = [r["epoch"] + 1 for r in records]
     last = records[-1]
     for ax, name in zip(axes.flat, names):
@@ -87,18 +96,20 @@ def plot_probabilities(records, path):
             ax.plot(epochs, values, linewidth=1, label=label, color=colour)
         ax.axhline(1 / len(series), color="grey", linestyle=":", linewidth=0.8)
         chosen = _choice_text(last["choices"][name])
-        ax.set_title(f"{name}: chooses {chosen}", fontsize=8)
-        ax.set_ylim(0, 1)
+        top = max(last["probabilities"][name])
+        ax.set_title(f"{name}: chooses {chosen} (p = {top:.2f})", fontsize=8)
+        # Not always 0-1: near-uniform probabilities would be one flat line.
+        ax.set_ylim(0, min(1.0, max(0.25, 1.25 * max(max(v) for v in series))))
         ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=5, ncol=2, title="width" if labels[0].isdigit() else None,
-                  title_fontsize=5, loc="upper left", frameon=False)
+        _epoch_axis(ax, epochs)
+        ax.legend(fontsize=6, title="width" if labels[0].isdigit() else None,
+                  title_fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                  frameon=False)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     figure.suptitle("Architecture probabilities per decision (dotted: uniform)")
     figure.supxlabel("search epoch")
     figure.supylabel("probability")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -136,7 +147,7 @@ def plot_costs(history, targets, path, derived=None):
         if "bytes" in title:
             ax.yaxis.set_major_formatter(_THOUSANDS)
         ax.set_xlabel("search epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         ax.legend(fontsize=7)
     figure.tight_layout()
     return _save(figure, path)
@@ -189,7 +200,7 @@ def plot_training(histories, path):
                             label=label)
             ax.set_title(f"{title}: {metric}", fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _epoch_axis(ax, epochs)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=7)
     figure.tight_layout()

@@ -52,6 +52,8 @@ def _entry_kind(entry):
 def _entry_width(entry):
     if entry["type"] == "ib" and entry.get("expand"):
         return f"{entry['expand']} > {entry['filters']}"
+    if entry["type"] == "keras":  # a Dense or Conv2D given as a Keras layer
+        entry = entry["config"].get("config", {})
     value = entry.get("filters", entry.get("units"))
     return None if value is None else str(value)
 
@@ -315,7 +317,7 @@ def _architecture_section(arch_info):
             lines.append(
                 f"| {row['index']} | {row['name']} | {row['kind']} | {row['width'] or ''} "
                 f"| {row['kernel_stride']} | {'x'.join(str(d) for d in row['output_shape'])} "
-                f"| {_number(row['params'])} | {', '.join(row['operators'])} "
+                f"| {_number(row['params'])} | {', '.join(row['operators']) or 'none'} "
                 f"| {_number(row['ops'])} | {_number(row['weight_bytes'])} "
                 f"| {_number(row['activation_bytes'])} |")
         return lines
