@@ -238,7 +238,8 @@ def _markdown(report, per_device, plots=()):
     ]
     lines += _search_section(report.get("search"), budget)
     lines += [
-        f"## {acc['metric'].capitalize()} on {acc['samples']} test samples",
+        f"## {'AUC' if acc['metric'] == 'auc' else acc['metric'].capitalize()} on "
+        f"{acc['samples']} test samples",
         "",
         "| float | int8 (TFLite Micro) |",
         "| ---: | ---: |",
