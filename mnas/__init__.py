@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "arch", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation", "devices",
-    "errors", "export", "hardware", "latency", "layers", "search_spaces",
+    "errors", "export", "hardware", "latency", "layers", "plots", "report", "search_spaces",
 )
 # Short names of modules that live in a subpackage: `mnas.estimate`, `from mnas import tflm`.
 _ALIASES = {"estimate": "hardware.estimate", "tflm": "hardware.tflm"}
@@ -44,7 +44,8 @@ _NAMES = {
     "Estimate": "hardware.estimate", "estimate_keras": "hardware.estimate",
     "estimate_tflite": "hardware.estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
-    "verify": "export", "write_c_sources": "export", "write_report": "export",
+    "verify": "export", "write_c_sources": "export",
+    "describe_architecture": "report", "write_report": "report",
     "LatencyModel": "latency", "OperatorLatencyModel": "latency",
     "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",
     "SearchableDepthwiseSeparable": "layers", "SearchableInvertedBottleneck": "layers",

@@ -293,7 +293,8 @@ def build(spec, weights_from=None):
             None (fresh initialisation).
 
     Returns:
-        A functional `tf_keras` model with no searchable layers.
+        A functional `tf_keras` model with no searchable layers; its `mnas_entry_layers`
+        lists the Keras layer names each spec entry became.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = ArchSpec.load(spec)
@@ -310,6 +311,9 @@ def build(spec, weights_from=None):
         built.append((entry, entry_layers))
     model = keras.Model(inputs, x, name=spec.name)
     model.mnas_backbone = spec.backbone
+    # The Keras layer names of each spec entry, in order, for per-entry figures in reports.
+    model.mnas_entry_layers = [[layer.name for layer in entry_layers]
+                               for _, entry_layers in built]
     if weights_from is not None:
         for entry, entry_layers in built:
             if "source" not in entry:

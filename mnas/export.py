@@ -7,8 +7,7 @@
   `model_data.h` for firmware: the array, the arena size, the op resolver, feature settings;
 - `verify` runs the int8 model in the TFLite Micro interpreter over a test set and compares it
   with the float model and with TensorFlow Lite's own interpreter;
-- `check_fit` checks the measured arena and the model size against a device;
-- `write_report` writes `report.json` and `report.md`.
+- `check_fit` checks the measured arena and the model size against a device.
 
 Layers that tensorflow-model-optimization cannot quantize or TFLite Micro cannot run are
 refused with an `UnsupportedLayerError` before any training or conversion starts.
@@ -32,8 +31,6 @@ True
 """
 
 import dataclasses
-import json
-import os
 import warnings
 
 import numpy as np
@@ -482,152 +479,3 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
         ops = estimate.estimate_model_info(info).ops
     return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms, info)
 
-
-def describe_model(model):
-    """A JSON-serialisable description of a Keras model: its layers, shapes and parameters."""
-    layers = [{"name": layer.name, "type": type(layer).__name__,
-               "output_shape": _shape(layer.output_shape),
-               "params": int(layer.count_params())} for layer in model.layers]
-    return {"name": model.name, "params": int(model.count_params()), "layers": layers}
-
-
-def _shape(shape):
-    if isinstance(shape, list):  # an InputLayer's, or a layer with several outputs
-        return _shape(shape[0]) if len(shape) == 1 else [_shape(s) for s in shape]
-    return [None if d is None else int(d) for d in shape]
-
-
-def write_report(out_dir, *, task, architecture, fit, verification, quantization=None,
-                 devices_to_compare=tuple(devices.BUILTIN), backbone="default", extra=None,
-                 model=None):
-    """Writes `report.json` and `report.md` for a deployed model.
-
-    Args:
-        out_dir: Output directory; created if missing.
-        task: Task name (`kws`, `vww`, `ad`, ...).
-        architecture: A Keras model (described layer by layer) or a JSON-serialisable dict
-            such as an architecture spec.
-        fit: The `Fit` from `check_fit` for the target device and budget.
-        verification: The `Verification` from `verify`.
-        quantization: How the model was quantized (`qat` or `ptq`). Defaults to `None`.
-        devices_to_compare: Devices to report latency and fit for, from the same measured
-            arena and size. Defaults to the built-in devices.
-        backbone: The device throughput entry for their latency estimates. Defaults to
-            `"default"`.
-        extra: More JSON-serialisable fields for `report.json`. Defaults to `None`.
-        model: The int8 flatbuffer (bytes or a path): each device's latency is then its
-            per-operator model over the operators, as `mnas.profile` gives it. Defaults to
-            `None` (the ops-only form, from `fit.ops`).
-
-    Returns:
-        The report as a dict (the content of `report.json`).
-    """
-    if isinstance(architecture, keras.Model):
-        architecture = describe_model(architecture)
-    info = None if model is None else estimate.read_model_info(tflm.read_model(model))
-    per_device = [_fit(d, fit.arena_bytes, fit.tflite_bytes, fit.ops, backbone,
-                       fit.latency_budget_ms, info) for d in devices_to_compare]
-    report = {
-        "task": task,
-        "device": fit.device,
-        "quantization": quantization,
-        "fits": fit.fits,
-        "failures": fit.failures,
-        "budget": {
-            "sram_bytes": fit.sram_bytes,
-            "flash_bytes": fit.flash_bytes,
-            "latency_ms": fit.latency_budget_ms,
-            "sram_reserve_bytes": fit.sram_reserve_bytes,
-            "flash_reserve_bytes": fit.flash_reserve_bytes,
-        },
-        "measured": {
-            "arena_bytes": fit.arena_bytes,
-            "tflite_bytes": fit.tflite_bytes,
-            "sram_bytes": fit.sram_used_bytes,
-            "flash_bytes": fit.flash_used_bytes,
-            "ops": fit.ops,
-            "latency_ms": fit.latency_ms,
-        },
-        "accuracy": {
-            "metric": verification.metric,
-            "float": verification.float,
-            "int8": verification.int8,
-            "samples": verification.samples,
-            "tflite_vs_tflm_max_diff_steps": verification.max_diff_steps,
-            "tflite_vs_tflm_mismatch_fraction": verification.mismatch_fraction,
-        },
-        "devices": [f.to_json() for f in per_device],
-        "architecture": architecture,
-    }
-    if extra:
-        report.update(extra)
-    os.makedirs(out_dir, exist_ok=True)
-    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
-    write_atomic(os.path.join(out_dir, "report.md"), _markdown(report, per_device))
-    return report
-
-
-def _number(value, digits=4):
-    if value is None:
-        return "n/a"
-    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
-
-
-def _markdown(report, per_device):
-    budget, measured, acc = report["budget"], report["measured"], report["accuracy"]
-    verdict = ("FITS" if report["fits"]
-               else "DOES NOT FIT: " + "; ".join(report["failures"]))
-    lines = [
-        f"# {report['task']} model for {report['device']}: {verdict}",
-        "",
-        f"Quantization: {report['quantization'] or 'n/a'}.",
-        "",
-        "## Budget and measured figures",
-        "",
-        "| | budget | measured |",
-        "| --- | ---: | ---: |",
-        f"| SRAM (arena + {_number(budget['sram_reserve_bytes'])} reserve), bytes "
-        f"| {_number(budget['sram_bytes'])} | {_number(measured['sram_bytes'])} |",
-        f"| tensor arena, bytes | {_number(budget['sram_bytes'] - budget['sram_reserve_bytes'])}"
-        f" | {_number(measured['arena_bytes'])} |",
-        f"| flash (model + {_number(budget['flash_reserve_bytes'])} reserve), bytes "
-        f"| {_number(budget['flash_bytes'])} | {_number(measured['flash_bytes'])} |",
-        f"| model (.tflite), bytes "
-        f"| {_number(budget['flash_bytes'] - budget['flash_reserve_bytes'])}"
-        f" | {_number(measured['tflite_bytes'])} |",
-        f"| ops per inference | | {_number(measured['ops'])} |",
-        f"| latency (estimated), ms | {_number(budget['latency_ms'], 1)} "
-        f"| {_number(measured['latency_ms'], 1)} |",
-        "",
-        f"## {acc['metric'].capitalize()} on {acc['samples']} test samples",
-        "",
-        "| float | int8 (TFLite Micro) |",
-        "| ---: | ---: |",
-        f"| {_number(acc['float'])} | {_number(acc['int8'])} |",
-        "",
-        f"TFLite Micro vs TensorFlow Lite outputs on the same inputs: largest difference "
-        f"{acc['tflite_vs_tflm_max_diff_steps']} quantization steps, "
-        f"{acc['tflite_vs_tflm_mismatch_fraction']:.2%} of output values differ.",
-        "",
-        "## Fit per device",
-        "",
-        "| device | SRAM used / total | flash used / total | latency, ms | fits |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in per_device:
-        lines.append(
-            f"| {f.device} | {_number(f.sram_used_bytes)} / {_number(f.sram_bytes)} "
-            f"| {_number(f.flash_used_bytes)} / {_number(f.flash_bytes)} "
-            f"| {_number(f.latency_ms, 1)} | {'yes' if f.fits else 'no'} |")
-    lines += ["", "## Architecture", ""]
-    arch = report["architecture"]
-    if isinstance(arch, dict) and isinstance(arch.get("layers"), list) and all(
-            isinstance(layer, dict) and "type" in layer for layer in arch["layers"]):
-        lines += [f"{_number(arch.get('params'))} parameters.", "",
-                  "| layer | type | output shape | params |", "| --- | --- | --- | ---: |"]
-        lines += [f"| {layer.get('name', '')} | {layer['type']} | "
-                  f"{layer.get('output_shape', '')} | {_number(layer.get('params'))} |"
-                  for layer in arch["layers"]]
-    else:
-        lines += ["```json", json.dumps(arch, indent=2), "```"]
-    return "\n".join(lines) + "\n"

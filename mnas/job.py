@@ -26,6 +26,7 @@ import tf_keras as keras
 
 from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
 from mnas import export, plots, search_spaces
+from mnas import report as mreport
 from mnas.deploy import arena32, csources
 from mnas.hardware import tflm
 
@@ -275,7 +276,8 @@ class _Run:
         supernet.compile(self._optimizer(config.search_learning_rate, config.final_learning_rate,
                                          config.search_epochs, self._steps_per_epoch()),
                          self._loss(), metrics=["accuracy"])
-        logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"))
+        logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"),
+                                              self.path("tensorboard", "search", "architecture"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
                   variables=regularizer.state_variables, train=weights_split)
         found = regularizer.derive(supernet, name=f"{config.task}_searched",
@@ -347,6 +349,7 @@ class _Run:
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
                 initial_epoch=initial, verbose=self._fit_verbosity(), callbacks=[
                     keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
+                    keras.callbacks.TensorBoard(self.path("tensorboard", "qat"), write_graph=False),
                     checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"))])
         tflite = export.convert_int8(model, splits["train"].x,
                                      num_samples=config.calibration_samples)
@@ -382,6 +385,7 @@ class _Run:
                 "int8": datasets.anomaly_auc(
                     verification.int8_outputs.reshape(len(test), -1), test)}
         export.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
+        mreport.save_outputs(self.path("verification_outputs.npz"), verification.int8_outputs)
         _say(f"{verification.metric}: float {verification.float:.4f}, int8 "
              f"{verification.int8:.4f}; arena {usage.total_bytes:,} bytes; "
              f"{'fits' if fit.fits else 'DOES NOT FIT: ' + '; '.join(fit.failures)} "
@@ -407,12 +411,12 @@ class _Run:
         fit = export.Fit(**{k: v for k, v in result["fit"].items()
                             if k in {f.name for f in dataclasses.fields(export.Fit)}})
         spec = self.spec()
-        report = export.write_report(self.out, task=self.config.task, architecture=spec.to_json(),
-                                     fit=fit, verification=verification,
-                                     quantization=self.config.quantization,
-                                     backbone=spec.backbone or "default", extra=extra,
-                                     model=self.path("model.tflite"))
-        written = plots.plot_run(self.out, spec, {k: v for k, v in report["budget"].items()})
+        written = plots.plot_run(self.out, spec, mreport.budget_of(fit),
+                                 test=self.load_data()["test"])
+        mreport.write_report(self.out, task=self.config.task, architecture=spec, fit=fit,
+                             verification=verification, quantization=self.config.quantization,
+                             backbone=spec.backbone or "default", extra=extra, plots=written,
+                             model=self.path("model.tflite"))
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
 
 

@@ -64,9 +64,10 @@ def test_kill_during_search_then_resume_finishes_every_output(ad_data, tmp_path)
     assert f"resuming search after epoch {done} of 3" in second.stdout
     for name in ("arch.json", "model.tflite", "model_data.cc", "model_data.h", "report.json",
                  "report.md", "flags.txt", "plots/probabilities.png", "plots/costs.png",
-                 "plots/widths.png"):
+                 "plots/widths.png", "plots/training.png", "plots/memory.png", "plots/roc.png"):
         assert (out / name).stat().st_size > 0, name
     assert list((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert list((out / "tensorboard" / "search" / "architecture").glob("events.out.tfevents*"))
     report = json.loads((out / "report.json").read_text())
     assert report["task"] == "ad" and report["device"] == "STM32F446RE"
     assert report["measured"]["arena_bytes"] > 0
