@@ -66,6 +66,7 @@ class Config:
     arch_learning_rate: float = 1e-3
     arch_split: float = 0.0
     fill_budget: bool = False
+    straight_through: bool = True
     standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005
@@ -115,7 +116,8 @@ def _regularizer(config, device, arch_data=None):
         device=device, latency_ms=config.latency_ms, warmup_epochs=config.warmup_epochs,
         temperature=(config.temperature_start, config.temperature_end),
         arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
-        arch_data=arch_data, verbose=int(config.verbose > 0))
+        arch_data=arch_data, straight_through=config.straight_through,
+        verbose=int(config.verbose > 0))
 
 
 class _Run:

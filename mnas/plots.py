@@ -285,16 +285,17 @@ def memory_per_operator(info):
     """Arena bytes in use while each operator runs, from TFLite Micro's memory plan.
 
     Args:
-        info: An `estimate.ModelInfo`, e.g. `estimate.read_model_info(tflite_bytes)`.
+        info: A `mnas.hardware.tflite_file.ModelInfo`, e.g.
+            `mnas.hardware.estimate.read_model_info(tflite_bytes)`.
 
     Returns:
         A list, per operator: the end of the highest planned buffer alive during it (its
         activations and scratch), plus the persistent allocations at the arena's tail.
     """
-    from mnas import estimate
+    from mnas.hardware import planner
 
-    buffers, offsets, _ = estimate.plan_activations(info)
-    persistent = estimate.persistent_bytes(info)
+    buffers, offsets, _ = planner.plan_activations(info)
+    persistent = planner.persistent_bytes(info)
     return [persistent + max([o + b[0] for b, o in zip(buffers, offsets)
                               if b[1] <= step <= b[2]], default=0)
             for step in range(1, len(info.operators) + 1)]
@@ -304,15 +305,15 @@ def plot_memory(info, arena_budget, measured_arena, path):
     """The arena in use at each operator of the int8 model against the arena budget.
 
     Args:
-        info: An `estimate.ModelInfo` of the converted model.
+        info: The `ModelInfo` of the converted model.
         arena_budget: The tensor arena budget (the device's SRAM less its reserve), bytes.
         measured_arena: The arena TFLite Micro's interpreter reported, bytes, or None.
         path: The PNG to write.
     """
-    from mnas import estimate
+    from mnas.hardware import planner
 
     in_use = memory_per_operator(info)
-    persistent = estimate.persistent_bytes(info)
+    persistent = planner.persistent_bytes(info)
     peak = int(np.argmax(in_use))
     names = [f"{i} {op.name}" for i, op in enumerate(info.operators)]
     figure, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(names) + 2.0), 4.0))
@@ -383,7 +384,7 @@ def plot_run(out_dir, spec, budget, test=None):
     if histories:
         written.append(plot_training(histories, os.path.join(folder, "training.png")))
     if os.path.exists(os.path.join(out_dir, "model.tflite")):
-        from mnas import estimate
+        from mnas.hardware import estimate
 
         verification = _read_json(os.path.join(out_dir, "verification.json")) or {}
         info = estimate.read_model_info(os.path.join(out_dir, "model.tflite"))

@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras as keras
 
 from mnas import arch, devices, export
-from mnas.hardware import estimate, tflm
+from mnas.hardware import estimate, keras_graph, tflm
 
 # Below this top probability of its least decided choice, a search counts as undecided.
 UNDECIDED_BELOW = 0.5
@@ -86,7 +86,7 @@ def describe_architecture(spec):
         `weight_bytes`, `layers` (one dict per entry) and `spec` (the spec itself).
     """
     model = arch.build(spec)
-    info, _ = estimate.keras_model_info(model)
+    info, _ = keras_graph.keras_model_info(model)
     found = estimate.estimate_model_info(info)
     owner = {name: i for i, names in enumerate(model.mnas_entry_layers) for name in names}
     rows = []

@@ -72,6 +72,9 @@ def define_flags():
     flags.DEFINE_float("arch_split", defaults.arch_split, "Share of the training data held "
                        "out to update the architecture (first-order bilevel); 0 updates it "
                        "on the training batches.")
+    flags.DEFINE_bool("straight_through", defaults.straight_through, "Penalise the costs of "
+                      "the argmax architecture (gradients through the probabilities) instead "
+                      "of the costs of the expected widths.")
     flags.DEFINE_bool("fill_budget", defaults.fill_budget, "After the search, widen the "
                       "derived architecture until the budget is full, instead of keeping the "
                       "search's answer.")

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from mnas import arch, estimate, export, plots, report, tflm
+from mnas import arch, export, plots, report
+from mnas.hardware import estimate, planner, tflm
 from mnas.datasets.split import Split
 
 SPEC = arch.ArchSpec([12, 8, 1], [
@@ -36,7 +37,7 @@ def test_the_arena_per_operator_peaks_at_the_interpreters_arena(converted):
     add = [op.name for op in info.operators].index("ADD")
     live = sum(info.tensors[t].nbytes for t in info.operators[add].inputs
                + info.operators[add].outputs)
-    assert in_use[add] >= estimate.persistent_bytes(info) + live
+    assert in_use[add] >= planner.persistent_bytes(info) + live
 
 
 def test_roc_reports_auc_and_the_dcase_partial_auc(tmp_path):
