@@ -34,7 +34,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -43,6 +42,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from mnas import devices, errors, estimate, tflm
+from mnas.files import write_atomic
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
 # converted operators TFLite Micro runs in int8.
@@ -298,22 +298,6 @@ def io_quantization(tflite_bytes):
 
     return (describe(interpreter.get_input_details()[0]),
             describe(interpreter.get_output_details()[0]))
-
-
-def write_atomic(path, data):
-    """Writes `data` (bytes or str) to `path` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the outputs private to their owner
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 def _c_string(text):

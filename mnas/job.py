@@ -388,8 +388,8 @@ def run(config, flagfile=None, restart=False):
     try:
         os.makedirs(out, exist_ok=True)
         with rundir.RunLock(out):
-            if restart:
-                rundir.discard(out, OUTPUTS)
+            if restart:  # The state last: a restart cut short is not taken for a run to resume.
+                rundir.discard(out, OUTPUTS[::-1])
             job.state = job.load_state()
             if flagfile is not None:
                 files.write_atomic(job.path("flags.txt"), flagfile)
@@ -410,7 +410,9 @@ def _run_stages(job):
         if job.done(stage):
             _say(f"=== {stage}: done before, skipped ===")
             continue
-        # Each stage starts from its own seed, whatever ran before it in this process.
+        # Each stage starts afresh (Keras's layer names too) from its own seed, whatever ran
+        # before it in this process.
+        keras.backend.clear_session()
         keras.utils.set_random_seed(reproducible.stage_seed(job.config.seed, stage))
         started = time.time()
         getattr(job, stage)()
