@@ -194,7 +194,7 @@ def test_restart_discards_a_damaged_run(ad_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming" not in result.stdout
     assert (out / "notes.txt").read_text() == "mine"
-    assert "restart" not in (out / "flags.txt").read_text()
+    assert "--restart" not in (out / "flags.txt").read_text()
     state = json.loads((out / "state.json").read_text())
     assert list(state["finished"]) == ["search", "train", "quantize", "verify", "report"]
 
