@@ -1,9 +1,11 @@
 """The main job: search, derive, train, quantize, convert, verify and report, resumably.
 
-`run(config)` runs the stages in order into `config.out_dir`. Each finished stage is recorded
-in `state.json`, and its outputs are written atomically, so a run started again with the same
-configuration skips what is done; inside search, final training and quantization-aware
-training it resumes from the last finished epoch (`mnas.checkpoints`).
+`run(config)` checks every setting and the data, locks `config.out_dir` (`mnas.rundir`), and
+runs the stages in order into it. Each finished stage is recorded in `state.json`, and its
+outputs are written atomically, so a run started again with the same settings skips what is
+done; inside search, final training and quantization-aware training it resumes from the last
+finished epoch (`mnas.checkpoints`), with the same data, augmentation and randomness per epoch
+as an uninterrupted run (`mnas.reproducible`, `mnas.datasets.pipeline`).
 
 Outputs: `arch.json`, `model.tflite`, `model_data.cc`, `model_data.h`, `report.json`,
 `report.md`, `plots/*.png`, `tensorboard/`, and per stage its history (`search/history.csv`,
@@ -19,71 +21,28 @@ Example:
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
+import zipfile
 
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
-from mnas import export, plots, search_spaces
+from mnas import arch, callbacks, checkpoints, datasets, derivation, errors, export, files
+from mnas import plots, reproducible, rundir, runconfig, search_spaces
 from mnas import report as mreport
+from mnas.datasets import pipeline
 from mnas.deploy import arena32, csources
 from mnas.hardware import tflm
+from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, TASKS, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
-TASKS = ("kws", "vww", "ad")
-QUANTIZATION = ("qat", "ptq")
-ARCH_OPTIMIZERS = ("adam", "shared")
-# Settings that change no result: a run may resume with other values of these.
-_COSMETIC = ("verbose",)
-
-
-@dataclasses.dataclass
-class Config:
-    """Everything a run depends on. Field docs are the `mnas.train` flags' help texts."""
-
-    task: str
-    data_dir: str
-    out_dir: str
-    device: str = "STM32F446RE"
-    sram_bytes: int | None = None
-    flash_bytes: int | None = None
-    latency_ms: float | None = None
-    arch: str | None = None
-    max_width: int | None = None
-    num_blocks: int | None = None
-    width_steps: int = 10
-    image_size: int = 50
-    grayscale: bool = True
-    machine: str | None = None
-    search_epochs: int = 10
-    warmup_epochs: int = 2
-    search_learning_rate: float = 0.01
-    temperature_start: float = 5.0
-    temperature_end: float = 0.5
-    gumbel: bool = False
-    arch_optimizer: str = "adam"
-    arch_learning_rate: float = 1e-3
-    arch_split: float = 0.0
-    fill_budget: bool = False
-    straight_through: bool = True
-    standardize_features: bool = True
-    train_epochs: int = 20
-    learning_rate: float = 0.005
-    final_learning_rate: float = 1e-5
-    weight_decay: float = 0.0
-    batch_size: int = 100
-    augment: bool = True
-    mixup: float = 0.0
-    quantization: str = "qat"
-    qat_epochs: int = 2
-    qat_learning_rate: float = 1e-4
-    calibration_samples: int = 200
-    seed: int = 0
-    verbose: int = 1
-
-    def to_json(self):
-        return dataclasses.asdict(self)
+# What a run writes into its output directory (`--restart` removes these).
+OUTPUTS = ("state.json", "flags.txt", "arch.json", "model.tflite", "model_data.cc",
+           "model_data.h", "features.json", "features.c", "features.h", "verification.json",
+           "verification_outputs.npz", "report.json", "report.md", "search", "train", "qat",
+           "plots", "tensorboard")
 
 
 def _say(text):
@@ -92,14 +51,6 @@ def _say(text):
 
 def _header(stage, note=""):
     _say(f"\n=== {stage}{': ' + note if note else ''} ===")
-
-
-def target_device(config):
-    """The device to fit, with the SRAM / flash sizes of `config` when it overrides them."""
-    device = devices.get_device(config.device)
-    changes = {k: getattr(config, k) for k in ("sram_bytes", "flash_bytes")
-               if getattr(config, k) is not None}
-    return dataclasses.replace(device, **changes) if changes else device
 
 
 def _space(config):
@@ -123,43 +74,27 @@ def _regularizer(config, device, arch_data=None):
 class _Run:
     """One run's data, output folder and state."""
 
-    def __init__(self, config):
+    def __init__(self, config, device):
         self.config = config
         self.out = config.out_dir
-        self.device = target_device(config)
-        self.state_path = os.path.join(self.out, "state.json")
-        self.state = self._load_state()
+        self.device = device
+        self.state = None
         self.data = None
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
 
-    def _load_state(self):
-        fresh = {"config": self.config.to_json(), "finished": {}}
-        if not os.path.exists(self.state_path):
-            return fresh
-        with open(self.state_path) as f:
-            state = json.load(f)
-        before = {k: v for k, v in state["config"].items() if k not in _COSMETIC}
-        now = {k: v for k, v in self.config.to_json().items() if k not in _COSMETIC}
-        changed = sorted(k for k in now if before.get(k) != now[k])
-        if changed:
-            name = changed[0]
-            raise errors.MnasError(
-                f"Invalid value for `out_dir`: {self.out} holds a run with other settings "
-                f"({name}={before.get(name)!r}, now {now[name]!r}); use another output "
-                f"directory, or remove it to start over.")
-        return state
+    def load_state(self):
+        return rundir.State.load(self.path("state.json"), runconfig.resolved(self.config))
 
     def save_state(self):
-        self.state["config"] = self.config.to_json()
-        export.write_atomic(self.state_path, json.dumps(self.state, indent=2) + "\n")
+        self.state.save(self.config.to_json())
 
     def done(self, stage):
-        return stage in self.state["finished"]
+        return stage in self.state.finished
 
     def finish(self, stage, seconds):
-        self.state["finished"][stage] = round(seconds, 1)
+        self.state.finished[stage] = round(seconds, 1)
         self.save_state()
 
     # Data ----------------------------------------------------------------------------------
@@ -173,6 +108,7 @@ class _Run:
         elif config.task == "ad" and config.machine:
             options = {"machine": config.machine}
         started = time.time()
+        _fill_feature_cache(config.task, config.data_dir, options)
         splits = self._standardized(
             {name: datasets.load_split(config.task, config.data_dir, name, **options)
              for name in datasets.SPLITS})
@@ -194,16 +130,18 @@ class _Run:
         x = splits["train"].x
         mean = x.mean(axis=(0, 1), keepdims=True)[0]
         std = x.std(axis=(0, 1), keepdims=True)[0] + 1e-6
-        export.write_atomic(self.path("features.json"), json.dumps({"standardize": {
+        files.write_atomic(self.path("features.json"), json.dumps({"standardize": {
             "axis": "coefficient", "mean": mean.ravel().tolist(),
             "std": std.ravel().tolist()}}, indent=1))
         return {name: datasets.standardize(split, mean, std) for name, split in splits.items()}
 
-    def _training_batches(self, train):
+    def _training_batches(self, train, first, last):
+        """Epochs `first .. last - 1` of training batches, each fixed by (seed, epoch)."""
         config = self.config
         options = {"mixup": config.mixup} if config.task == "ad" else {}
-        return datasets.training_dataset(config.task, train, config.batch_size, config.seed,
-                                         augment=config.augment, **options)
+        with pipeline.over_epochs(first, last):
+            return datasets.training_dataset(config.task, train, config.batch_size, config.seed,
+                                             augment=config.augment, **options)
 
     def _labels(self, split):
         """Labels in the form the loss takes: one-hot when mixup mixes them."""
@@ -226,30 +164,40 @@ class _Run:
             return optimizer
         return keras.optimizers.Adam(schedule)
 
+    def _resume(self, stage, epochs):
+        """The epoch `stage` resumes from; its per-epoch logs are cut back to it."""
+        folder = self.path(stage)
+        initial = min(checkpoints.resume_epoch(os.path.join(folder, "checkpoint")), epochs)
+        if initial:
+            _say(f"resuming {stage} after epoch {initial} of {epochs}")
+        rundir.trim_epoch_logs(initial, [os.path.join(folder, "history.csv")],
+                               [os.path.join(folder, "architecture.jsonl")])
+        return initial
+
+    def _epoch_callbacks(self, stage, variables=None):
+        """Per-epoch randomness, history and checkpoints of a resumable `fit`."""
+        folder = self.path(stage)
+        return [keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
+                checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"), variables)]
+
     def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None, train=None):
         """`model.fit` over the training data (or `train`), resumable from `stage`'s epoch
         checkpoints."""
         splits = self.load_data()
         train = splits["train"] if train is None else train
-        folder = self.path(stage)
-        checkpoint_dir = os.path.join(folder, "checkpoint")
-        initial = checkpoints.resume_epoch(checkpoint_dir)
-        if initial:
-            _say(f"resuming {stage} after epoch {initial} of {epochs}")
-        if initial >= epochs:
-            initial = epochs
-        fit_callbacks = list(extra_callbacks) + [
-            keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
-            keras.callbacks.TensorBoard(self.path("tensorboard", stage), write_graph=False),
-            checkpoints.EpochCheckpoint(checkpoint_dir, variables),
-        ]
+        initial = self._resume(stage, epochs)
+        history, checkpoint = self._epoch_callbacks(stage, variables)
+        fit_callbacks = [reproducible.EpochRandomness(self.config.seed, stage),
+                         *extra_callbacks, history,
+                         keras.callbacks.TensorBoard(self.path("tensorboard", stage),
+                                                     write_graph=False),
+                         checkpoint]
         if initial < epochs:
-            model.fit(self._training_batches(train), epochs=epochs,
-                      initial_epoch=initial,
+            model.fit(self._training_batches(train, initial, epochs), epochs=epochs,
+                      initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(train),
                       validation_data=(splits["validation"].x, self._labels(splits["validation"])),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
         else:  # All epochs were done: only the weights are needed.
-            checkpoint = fit_callbacks[-1]
             checkpoint.set_model(model)
             checkpoint.on_train_begin()
 
@@ -258,8 +206,9 @@ class _Run:
             return 0
         return 1 if os.isatty(1) else 2
 
-    def _steps_per_epoch(self):
-        return int(np.ceil(len(self.load_data()["train"]) / self.config.batch_size))
+    def _steps_per_epoch(self, train=None):
+        train = self.load_data()["train"] if train is None else train
+        return pipeline.steps_per_epoch(len(train), self.config.batch_size)
 
     # Stages --------------------------------------------------------------------------------
     def search(self):
@@ -267,7 +216,7 @@ class _Run:
         if config.arch:
             spec = arch.get_architecture(config.arch)
             _header("search", f"skipped, training the given architecture {spec.name}")
-            export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
+            files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
         supernet = space.build(temperature=config.temperature_start, gumbel=config.gumbel)
@@ -287,8 +236,8 @@ class _Run:
         search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
                   "filled_budget": config.fill_budget, "exact_costs": found.costs,
                   "min_top_probability": derivation.min_top_probability(supernet)}
-        export.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
-        export.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
+        files.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
+        files.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
         how = ("the argmax" if not found.changes else
                f"{found.changes} option steps from the argmax "
                + ("(budget filled)" if config.fill_budget else "(repaired to fit)"))
@@ -308,22 +257,22 @@ class _Run:
         held = int(round(config.arch_split * len(train)))
         weights, arch_part = (datasets.subset(train, np.sort(order[held:])),
                               datasets.subset(train, np.sort(order[:held])))
-        arch_data = datasets.training_dataset(config.task, arch_part, config.batch_size,
-                                              config.seed + 1, augment=False)
+        with pipeline.over_epochs(0, config.search_epochs):
+            arch_data = datasets.training_dataset(config.task, arch_part, config.batch_size,
+                                                  config.seed + 1, augment=False)
         return weights, arch_data
 
     def spec(self):
-        return arch.ArchSpec.load(self.path("arch.json"))
+        path = self.path("arch.json")
+        try:
+            return arch.ArchSpec.load(path)
+        except (ValueError, KeyError, TypeError) as e:
+            raise errors.CorruptRunFileError(
+                f"Damaged architecture {path} ({str(e)[:80]}); {rundir.RESTART_HINT}.") from None
 
     def train(self):
         config = self.config
         spec = self.spec()
-        splits = self.load_data()
-        if tuple(spec.input_shape) != tuple(splits["train"].x.shape[1:]):
-            raise errors.MnasError(
-                f"Invalid value for `arch`: expected an architecture taking the data's input "
-                f"{tuple(splits['train'].x.shape[1:])}, received one taking "
-                f"{tuple(spec.input_shape)}.")
         _header("train", f"{spec.name}, {config.train_epochs} epochs")
         model = arch.build(spec)
         model.compile(self._optimizer(config.learning_rate, config.final_learning_rate,
@@ -333,7 +282,15 @@ class _Run:
         _save_model(model, self.path("train", "model.keras"))
 
     def float_model(self):
-        model = keras.models.load_model(self.path("train", "model.keras"), compile=False)
+        path = self.path("train", "model.keras")
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            if files.is_disk_full(e):
+                raise
+            raise errors.CorruptRunFileError(
+                f"Damaged model {path} ({str(e).splitlines()[0][:80]}); remove it and its "
+                f"stage's checkpoints, or {rundir.RESTART_HINT}.") from None
         model.compile(loss=self._loss(), metrics=["accuracy"])
         return model
 
@@ -343,16 +300,17 @@ class _Run:
         splits = self.load_data()
         _header("quantize", f"{config.quantization.upper()} to int8, TFLite conversion")
         if config.quantization == "qat":
-            folder = self.path("qat")
-            initial = checkpoints.resume_epoch(os.path.join(folder, "checkpoint"))
+            initial = self._resume("qat", config.qat_epochs)
             model = export.quantize_qat(
-                model, self._training_batches(splits["train"]), config.qat_epochs,
+                model, self._training_batches(splits["train"], initial, config.qat_epochs),
+                config.qat_epochs, steps_per_epoch=self._steps_per_epoch(),
                 validation_data=(splits["validation"].x, self._labels(splits["validation"])),
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
-                initial_epoch=initial, verbose=self._fit_verbosity(), callbacks=[
-                    keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
-                    keras.callbacks.TensorBoard(self.path("tensorboard", "qat"), write_graph=False),
-                    checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"))])
+                initial_epoch=initial, verbose=self._fit_verbosity(),
+                callbacks=[reproducible.EpochRandomness(config.seed, "qat"),
+                           *self._epoch_callbacks("qat"),
+                           keras.callbacks.TensorBoard(self.path("tensorboard", "qat"),
+                                                       write_graph=False)])
         tflite = export.convert_int8(model, splits["train"].x,
                                      num_samples=config.calibration_samples)
         standardize = None
@@ -386,7 +344,7 @@ class _Run:
                 "float": datasets.anomaly_auc(verification.float_outputs, test),
                 "int8": datasets.anomaly_auc(
                     verification.int8_outputs.reshape(len(test), -1), test)}
-        export.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
+        files.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
         mreport.save_outputs(self.path("verification_outputs.npz"), verification.int8_outputs)
         _say(f"{verification.metric}: float {verification.float:.4f}, int8 "
              f"{verification.int8:.4f}; arena {usage.total_bytes:,} bytes; "
@@ -395,12 +353,11 @@ class _Run:
 
     def report(self):
         _header("report")
-        with open(self.path("verification.json")) as f:
-            result = json.load(f)
+        result = rundir.read_json(self.path("verification.json"), "verification")
         verification = export.Verification(**result["verification"])
         extra = {"host_latency_ms": result["host_latency_ms"],
                  "arena": result["arena"], "config": self.config.to_json(),
-                 "stage_seconds": self.state["finished"]}
+                 "stage_seconds": self.state.finished}
         if os.path.exists(self.path("search", "search.json")):
             with open(self.path("search", "search.json")) as f:
                 extra["search"] = json.load(f)
@@ -422,64 +379,109 @@ class _Run:
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
 
 
+def _fill_feature_cache(task, data_dir, options):
+    """Computes features missing from the feature cache in a child process.
+
+    A run whose features were computed in its own process was seen to train to other
+    figures than one that read them from the cache (its batches and initial weights being
+    bit-identical), so a resumed run could differ from an uninterrupted one. Computed in a
+    child, the features always reach the run from the cache. A failure is left to the run's
+    own reading, which reports it.
+    """
+    code = ("import sys, json\nfrom mnas import datasets\n"
+            "task, data_dir, options = json.loads(sys.argv[1])\n"
+            "for name in datasets.SPLITS:\n"
+            "    datasets.load_split(task, data_dir, name, **options)\n")
+    subprocess.run([sys.executable, "-c", code, json.dumps([task, data_dir, options])],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
 def _save_model(model, path):
     """Saves a Keras model so that a reader never sees a half-written file."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    tmp = files.temporary_path(path)
     model.save(tmp)
     os.replace(tmp, path)
 
 
-def check_out_dir(path):
-    """Creates `path` if needed and checks that files can be written in it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".mnas-write-test")
-        with open(probe, "w") as f:
-            f.write("")
-        os.remove(probe)
-    except OSError as e:
-        raise errors.MnasError(
-            f"Invalid value for `out_dir`: expected a writable directory, received {path!r} "
-            f"({e.strerror}).") from None
-
-
-def check_budget(config):
+def check_budget(config, device):
     """Refuses, before any training, a budget that no architecture of the space can meet."""
     if config.arch:
         return
     space = _space(config)
-    _regularizer(config, target_device(config)).check_reachable(space.build())
+    _regularizer(config, device).check_reachable(space.build())
 
 
-def run(config, flagfile=None):
+def _check_input(spec, splits):
+    shape = tuple(splits["train"].x.shape[1:])
+    if tuple(spec.input_shape) != shape:
+        raise errors.MnasError(
+            f"Invalid value for `arch`: expected an architecture taking the data's input "
+            f"{shape}, received one taking {tuple(spec.input_shape)}.")
+
+
+def run(config, flagfile=None, restart=False):
     """Runs (or resumes) every stage of the job into `config.out_dir`.
+
+    Everything is checked (settings, device, budgets, data, architecture against the data,
+    the output directory's lock and previous run) before anything is written. The output
+    directory is locked for the whole run.
 
     Args:
         config: A `Config`.
         flagfile: Text of a flagfile that reproduces the run, written to `flags.txt`.
             Defaults to `None` (no file).
+        restart: Discard the output directory's previous run (its state, checkpoints and
+            outputs) instead of resuming it. Defaults to `False`.
 
     Returns:
         The report as a dict (the content of `report.json`).
 
     Raises:
-        MnasError: An unknown device or architecture, an unreachable budget, a missing
-            dataset, an unwritable output directory, or an output directory of another run.
+        MnasError: A bad setting, an unknown device or architecture, an unreachable budget, a
+            missing dataset, an unwritable output directory, an output directory in use or
+            holding another run, a damaged run file, or a full disk.
     """
-    check_out_dir(config.out_dir)
-    job = _Run(config)
-    if flagfile is not None:
-        export.write_atomic(job.path("flags.txt"), flagfile)
-    check_budget(config)
-    keras.utils.set_random_seed(config.seed)
-    job.save_state()
+    device = runconfig.check(config)
+    check_budget(config, device)
+    out = config.out_dir
+    rundir.check_not_locked(out)
+    job = _Run(config, device)
+    if not restart:
+        job.load_state()
+    splits = job.load_data()
+    if config.arch:
+        _check_input(arch.get_architecture(config.arch), splits)
+    reproducible.make_deterministic()
+    try:
+        os.makedirs(out, exist_ok=True)
+        with rundir.RunLock(out):
+            if restart:  # The state last: a restart cut short is not taken for a run to resume.
+                rundir.discard(out, OUTPUTS[::-1])
+            job.state = job.load_state()
+            if flagfile is not None:
+                files.write_atomic(job.path("flags.txt"), flagfile)
+            job.save_state()
+            _run_stages(job)
+    except Exception as e:
+        if files.is_disk_full(e):
+            where = getattr(e, "filename", None) or out
+            raise errors.DiskFullError(
+                f"No space left on the device of {where}: free some space and run the same "
+                f"command again to resume from the last finished epoch.") from None
+        raise
+    return rundir.read_json(job.path("report.json"), "report")
+
+
+def _run_stages(job):
     for stage in STAGES:
         if job.done(stage):
             _say(f"=== {stage}: done before, skipped ===")
             continue
+        # Each stage starts afresh (Keras's layer names too) from its own seed, whatever ran
+        # before it in this process.
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(reproducible.stage_seed(job.config.seed, stage))
         started = time.time()
         getattr(job, stage)()
         job.finish(stage, time.time() - started)
-    with open(job.path("report.json")) as f:
-        return json.load(f)

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, devices, export
+from mnas import arch, devices, export, files
 from mnas.hardware import estimate, keras_graph, tflm
 
 # Below this top probability of its least decided choice, a search counts as undecided.
@@ -123,7 +123,7 @@ def save_outputs(path, outputs):
     atomically, for the plots of a run (`mnas.plots.plot_run`)."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, int8=np.asarray(outputs, np.float32))
-    return export.write_atomic(path, buffer.getvalue())
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def budget_of(fit):
@@ -201,9 +201,9 @@ def write_report(out_dir, *, task, architecture, fit, verification, quantization
     if isinstance(search, dict) and search.get("min_top_probability") is not None:
         search["undecided"] = search["min_top_probability"] < UNDECIDED_BELOW
     os.makedirs(out_dir, exist_ok=True)
-    export.write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
+    files.write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     links = [os.path.relpath(p, out_dir) for p in plots]
-    export.write_atomic(os.path.join(out_dir, "report.md"),
+    files.write_atomic(os.path.join(out_dir, "report.md"),
                         _markdown(report, per_device, links))
     return report
 

@@ -10,26 +10,25 @@ Flags on the command line override those of the flagfile. The resolved flags are
 `<out_dir>/flags.txt` (a flagfile that reproduces the run). Started again with the same flags,
 an interrupted run resumes from its last finished stage and epoch.
 
+`--restart` discards the output directory's previous run instead of resuming it.
+
 Errors (an unknown task, device or architecture, a bad budget, a missing dataset, an
-unwritable output directory) are reported as one line on standard error, with exit code 1.
+unwritable output directory, an output directory in use by another run, a damaged run file, a
+full disk) are reported as one line on standard error, with exit code 1.
 """
 
+import functools
 import os
 import sys
 
 from absl import app, flags, logging
 
-from mnas import console, errors
-
-_BUDGETS = ("sram_bytes", "flash_bytes", "latency_ms")
-
+from mnas import console, errors, runconfig
 
 def define_flags():
     """Defines the command's flags (not at import, so that importing this module is free)."""
-    from mnas import job
-
-    defaults = job.Config(task="kws", data_dir="", out_dir="")
-    flags.DEFINE_enum("task", None, job.TASKS, "Use case: keyword spotting, visual wake "
+    defaults = runconfig.Config(task="kws", data_dir="", out_dir="")
+    flags.DEFINE_enum("task", None, runconfig.TASKS, "Use case: keyword spotting, visual wake "
                       "words or anomaly detection.")
     flags.DEFINE_string("data_dir", None, "Dataset folder (real or embedded). Defaults to "
                         "data/embedded/<task>.")
@@ -64,7 +63,7 @@ def define_flags():
     flags.DEFINE_float("temperature_end", defaults.temperature_end, "... and when it ends.")
     flags.DEFINE_bool("gumbel", defaults.gumbel, "Gumbel-softmax: sample the architecture "
                       "mixture with Gumbel noise at every training step.")
-    flags.DEFINE_enum("arch_optimizer", defaults.arch_optimizer, job.ARCH_OPTIMIZERS,
+    flags.DEFINE_enum("arch_optimizer", defaults.arch_optimizer, runconfig.ARCH_OPTIMIZERS,
                       "Optimizer of the architecture logits: their own Adam, or the weights' "
                       "optimizer.")
     flags.DEFINE_float("arch_learning_rate", defaults.arch_learning_rate, "Learning rate of "
@@ -93,7 +92,7 @@ def define_flags():
     flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
                       "SpecAugment; VWW: flips, crops; AD: mixup).")
     flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")
-    flags.DEFINE_enum("quantization", defaults.quantization, job.QUANTIZATION,
+    flags.DEFINE_enum("quantization", defaults.quantization, runconfig.QUANTIZATION,
                       "Quantization-aware training (tfmot) or post-training quantization.")
     flags.DEFINE_integer("qat_epochs", defaults.qat_epochs, "Epochs of quantization-aware "
                          "fine-tuning.")
@@ -104,45 +103,48 @@ def define_flags():
     flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
     flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
 
-    for name in ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks"):
-        flags.register_validator(name, lambda v: v is None or v >= 1,
-                                 message=f"--{name} must be at least 1.")
-    for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):
-        flags.register_validator(name, lambda v: v >= 0, message=f"--{name} must be >= 0.")
-    for name in _BUDGETS + ("search_learning_rate", "learning_rate", "final_learning_rate",
-                            "qat_learning_rate", "temperature_start", "temperature_end",
-                            "arch_learning_rate"):
-        flags.register_validator(name, lambda v: v is None or v > 0,
-                                 message=f"--{name} must be a positive number.")
+    flags.DEFINE_bool("restart", False, "Discard the output directory's previous run (state, "
+                      "checkpoints, outputs) and start over, instead of resuming it.")
+
+    for name in runconfig.CHECKED:
+        flags.register_validator(name, functools.partial(_valid, name))
     flags.register_validator("arch_split", lambda v: 0 <= v < 1,
                              message="--arch_split must be a fraction in [0, 1).")
     flags.mark_flag_as_required("task")
-    flags.register_multi_flags_validator(
-        ["warmup_epochs", "search_epochs", "arch"],
-        lambda f: f["arch"] is not None or f["warmup_epochs"] < f["search_epochs"],
-        message="--warmup_epochs must be below --search_epochs, or the architecture is never "
-                "searched.")
-    flags.register_multi_flags_validator(
-        ["quantization", "qat_epochs"],
-        lambda f: f["quantization"] != "qat" or f["qat_epochs"] >= 1,
-        message="--quantization=qat needs --qat_epochs of at least 1.")
+
+
+def _valid(name, value):
+    """A flag validator from the job's own check, so that its message is the job's."""
+    try:
+        runconfig.check_setting(name, value)
+    except errors.MnasError as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+
+
+def _parse_flags(argv):
+    """Parses the command line; a bad flag is one error line and exit code 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def config_from_flags(values):
-    """A `job.Config` from parsed flags, with the defaults that depend on the task."""
-    from mnas import job
+    """A `Config` from parsed flags, with the defaults that depend on the task."""
 
-    fields = {name: getattr(values, name) for name in job.Config.__dataclass_fields__}
+    fields = {name: getattr(values, name) for name in runconfig.Config.__dataclass_fields__}
     fields["data_dir"] = values.data_dir or os.path.join("data", "embedded", values.task)
     fields["out_dir"] = values.out_dir or os.path.join("runs", values.task)
-    return job.Config(**fields)
+    return runconfig.Config(**fields)
 
 
 def _flagfile(values):
     """The resolved flags, as a flagfile that reproduces the run."""
     module_flags = values.get_key_flags_for_module(sys.modules[__name__])
-    return "".join(flag.serialize() + "\n" for flag in module_flags if flag.value is not None)
+    return "".join(flag.serialize() + "\n" for flag in module_flags
+                   if flag.value is not None and flag.name != "restart")
 
 
 def main(argv):
@@ -156,7 +158,7 @@ def main(argv):
     values = flags.FLAGS
     config = config_from_flags(values)
     try:
-        report = job.run(config, _flagfile(values))
+        report = job.run(config, _flagfile(values), restart=values.restart)
     except (errors.MnasError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -178,7 +180,7 @@ def run():
     console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from mnas import arch, export, plots, report
+from mnas import arch, export, files, plots, report
 from mnas.hardware import estimate, planner, tflm
 from mnas.datasets.split import Split
 
@@ -74,7 +74,7 @@ def write_run(out_dir, converted):
         os.makedirs(out_dir / stage)
         (out_dir / stage / "history.csv").write_text(
             "epoch,loss,accuracy,val_loss,val_accuracy\n0,0.8,0.7,0.9,0.6\n")
-    export.write_atomic(out_dir / "model.tflite", converted)
+    files.write_atomic(out_dir / "model.tflite", converted)
     arena = tflm.arena_usage(converted).total_bytes
     (out_dir / "verification.json").write_text(json.dumps({"arena": {"total_bytes": arena}}))
     outputs = np.eye(3, dtype="float32")[[0, 1, 2, 0, 0, 2]]

@@ -23,10 +23,10 @@ Example:
 import dataclasses
 import os
 import re
-import tempfile
 
 import numpy as np
 
+from mnas.files import write_atomic
 from mnas.hardware import estimate, tflite_file, tflm
 
 # TFLite Micro's MicroMutableOpResolver method for each operator mnas reads
@@ -52,22 +52,6 @@ class TensorQuantization:
     dtype: str
     scale: float
     zero_point: int
-
-
-def write_atomic(path, data):
-    """Writes `data` (bytes or str) to `path` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the outputs private to their owner
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 def model_operators(model):
