@@ -24,7 +24,7 @@ import time
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, derivation, devices, errors
+from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, devices, errors
 from mnas import export, plots
 from mnas import search_spaces, tflm
 
@@ -32,6 +32,7 @@ STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")
 QUANTIZATION = ("qat", "ptq")
 ARCH_OPTIMIZERS = ("adam", "shared")
+SEARCHES = ("dnas",) + blackbox.METHODS
 # Settings that change no result: a run may resume with other values of these.
 _COSMETIC = ("verbose",)
 
@@ -54,6 +55,10 @@ class Config:
     image_size: int = 50
     grayscale: bool = True
     machine: str | None = None
+    search: str = "dnas"
+    search_trials: int | None = 10
+    search_seconds: float | None = None
+    trial_epochs: int = 3
     search_epochs: int = 10
     warmup_epochs: int = 2
     search_learning_rate: float = 0.01
@@ -247,6 +252,9 @@ class _Run:
             export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
+        if config.search != "dnas":
+            blackbox.run_search(self, space, _regularizer(config, self.device).targets)
+            return
         supernet = space.build(temperature=config.temperature_start, gumbel=config.gumbel)
         weights_split, arch_data = self._arch_split()
         regularizer = _regularizer(config, self.device, arch_data)

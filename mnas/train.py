@@ -54,6 +54,16 @@ def define_flags():
     flags.DEFINE_bool("grayscale", defaults.grayscale, "VWW: one channel instead of RGB.")
     flags.DEFINE_string("machine", None, "AD: the machine-type folder when the data folder "
                         "holds several (e.g. slider).")
+    flags.DEFINE_enum("search", defaults.search, job.SEARCHES, "Search: differentiable (the "
+                      "supernet), or keras-tuner's random search or Bayesian optimisation "
+                      "over the same choices, training each candidate briefly.")
+    flags.DEFINE_integer("search_trials", defaults.search_trials, "Random/Bayesian: trained "
+                         "trials at most (candidates over the budget are rejected untrained); "
+                         "0 for no limit.")
+    flags.DEFINE_float("search_seconds", None, "Random/Bayesian: wall-clock seconds of trials "
+                       "after which no trial starts. Defaults to none.")
+    flags.DEFINE_integer("trial_epochs", defaults.trial_epochs, "Random/Bayesian: training "
+                         "epochs per trial.")
     flags.DEFINE_integer("search_epochs", defaults.search_epochs, "Epochs of the search.")
     flags.DEFINE_integer("warmup_epochs", defaults.warmup_epochs, "First search epochs that "
                          "train weights only, architecture frozen.")
@@ -99,28 +109,33 @@ def define_flags():
     flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
 
     for name in ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks"):
+                 "calibration_samples", "max_width", "num_blocks", "trial_epochs"):
         flags.register_validator(name, lambda v: v is None or v >= 1,
                                  message=f"--{name} must be at least 1.")
-    for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):
+    for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay", "search_trials"):
         flags.register_validator(name, lambda v: v >= 0, message=f"--{name} must be >= 0.")
     for name in _BUDGETS + ("search_learning_rate", "learning_rate", "final_learning_rate",
                             "qat_learning_rate", "temperature_start", "temperature_end",
-                            "arch_learning_rate"):
+                            "arch_learning_rate", "search_seconds"):
         flags.register_validator(name, lambda v: v is None or v > 0,
                                  message=f"--{name} must be a positive number.")
     flags.register_validator("arch_split", lambda v: 0 <= v < 1,
                              message="--arch_split must be a fraction in [0, 1).")
     flags.mark_flag_as_required("task")
     flags.register_multi_flags_validator(
-        ["warmup_epochs", "search_epochs", "arch"],
-        lambda f: f["arch"] is not None or f["warmup_epochs"] < f["search_epochs"],
+        ["warmup_epochs", "search_epochs", "arch", "search"],
+        lambda f: (f["arch"] is not None or f["search"] != "dnas"
+                   or f["warmup_epochs"] < f["search_epochs"]),
         message="--warmup_epochs must be below --search_epochs, or the architecture is never "
                 "searched.")
     flags.register_multi_flags_validator(
         ["quantization", "qat_epochs"],
         lambda f: f["quantization"] != "qat" or f["qat_epochs"] >= 1,
         message="--quantization=qat needs --qat_epochs of at least 1.")
+    flags.register_multi_flags_validator(
+        ["search", "search_trials", "search_seconds"],
+        lambda f: f["search"] == "dnas" or f["search_trials"] or f["search_seconds"],
+        message="--search=random|bayesian needs a budget: --search_trials or --search_seconds.")
 
 
 def config_from_flags(values):
