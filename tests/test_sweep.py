@@ -75,8 +75,11 @@ def test_sweep_runs_each_point_then_resumes_only_what_is_unfinished(ad_data, tmp
     with open(out / "pareto.csv") as f:
         assert sorted(r["point"] for r in csv.DictReader(f)) == names
     assert (out / "pareto.png").exists() and (out / "pareto.md").exists()
-    # One point unfinished (as if interrupted): only it runs again.
-    os.remove(out / names[1] / "report.json")
+    # One point unfinished (as if interrupted before its report): only it runs again.
+    state_path = out / names[1] / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["finished"]["report"]
+    state_path.write_text(json.dumps(state))
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert again.returncode == 0, again.stderr
     assert f"{names[0]}: done before, skipped" in again.stdout
