@@ -22,9 +22,7 @@ import os
 import subprocess
 import sys
 
-from absl import app, flags
-
-from mnas import console
+from absl import flags
 
 _SWEPT = ("device", "sram_bytes", "latency_ms", "out_dir")
 COLUMNS = ("point", "kind", "device", "sram_budget_bytes", "latency_budget_ms", "int8",
@@ -251,10 +249,9 @@ def main(argv):
 
 def run():
     """The `python -m mnas.sweep` command."""
-    console.own_lines_only()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
-    app.run(main)
+    from mnas import train
+
+    train.run(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -182,12 +182,12 @@ def main(argv):
     return 0
 
 
-def run():
-    """The `python -m mnas.train` command."""
+def run(define=None, entry=None):
+    """The `python -m mnas.train` command (or another with its own `define` and `entry`)."""
     console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
-    app.run(main)
+    (define or define_flags)()
+    app.run(entry or main)
 
 
 if __name__ == "__main__":

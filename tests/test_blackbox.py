@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnas import blackbox, datasets, derivation, devices, errors, search_spaces
+from mnas import blackbox, derivation, devices, errors, search_spaces
 from mnas import layers as mlayers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,20 +110,11 @@ def test_widest_within_with_a_latency_target(supernet):
     assert costs["latency"] <= smallest * 1.5
 
 
-@pytest.fixture(scope="module")
-def ad_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embedded")
-    return str(datasets.generate_embedded(root, seed=0, tasks=["ad"], scale=0.1,
-                                          verbose=False)["ad"])
-
-
-def test_train_with_random_search_writes_the_best_trial_and_finishes(ad_data, tmp_path):
+def test_train_with_bayesian_search_writes_the_best_trial_and_finishes(tiny_ad_flags,
+                                                                      tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "mnas.train", "--task=ad", f"--data_dir={ad_data}",
-               f"--out_dir={out}", "--max_width=16", "--num_blocks=2", "--width_steps=4",
-               "--batch_size=32", "--train_epochs=1", "--quantization=ptq",
-               "--calibration_samples=16", "--verbose=0", "--device=STM32F446RE",
-               "--search=bayesian", "--search_trials=2", "--trial_epochs=1"]
+    command = [sys.executable, "-m", "mnas.train", *tiny_ad_flags, f"--out_dir={out}",
+               "--device=STM32F446RE", "--search=bayesian", "--search_trials=2"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "best of 2 trained trials" in result.stdout

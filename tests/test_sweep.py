@@ -6,9 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 
-from mnas import datasets, sweep
+from mnas import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,20 +48,10 @@ def test_write_pareto_writes_table_markdown_and_plot(tmp_path):
     assert open(paths[2], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def ad_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embedded")
-    return str(datasets.generate_embedded(root, seed=0, tasks=["ad"], scale=0.1,
-                                          verbose=False)["ad"])
-
-
-def test_sweep_runs_each_point_then_resumes_only_what_is_unfinished(ad_data, tmp_path):
+def test_sweep_runs_each_point_then_resumes_only_what_is_unfinished(tiny_ad_flags, tmp_path):
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "mnas.sweep", "--task=ad", f"--data_dir={ad_data}",
-               f"--out_dir={out}", "--max_width=16", "--num_blocks=2", "--width_steps=4",
-               "--batch_size=32", "--train_epochs=1", "--quantization=ptq",
-               "--calibration_samples=16", "--verbose=0", "--search=random",
-               "--search_trials=1", "--trial_epochs=1", "--devices=STM32F446RE",
+    command = [sys.executable, "-m", "mnas.sweep", *tiny_ad_flags, f"--out_dir={out}",
+               "--search=random", "--search_trials=1", "--devices=STM32F446RE",
                "--sram_bytes=40000,60000"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr
