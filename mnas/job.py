@@ -29,13 +29,14 @@ import zipfile
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, derivation, errors, export, files
+from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, errors, export
+from mnas import files
 from mnas import plots, reproducible, rundir, runconfig, search_spaces
 from mnas import report as mreport
 from mnas.datasets import pipeline
 from mnas.deploy import arena32, csources
 from mnas.hardware import tflm
-from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, TASKS, Config  # noqa: F401
+from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, TASKS, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 # What a run writes into its output directory (`--restart` removes these).
@@ -219,6 +220,9 @@ class _Run:
             files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
+        if config.search != "dnas":
+            blackbox.run_search(self, space, _regularizer(config, self.device).targets)
+            return
         supernet = space.build(temperature=config.temperature_start, gumbel=config.gumbel)
         weights_split, arch_data = self._arch_split()
         regularizer = _regularizer(config, self.device, arch_data)

@@ -53,6 +53,16 @@ def define_flags():
     flags.DEFINE_bool("grayscale", defaults.grayscale, "VWW: one channel instead of RGB.")
     flags.DEFINE_string("machine", None, "AD: the machine-type folder when the data folder "
                         "holds several (e.g. slider).")
+    flags.DEFINE_enum("search", defaults.search, runconfig.SEARCHES, "Search: differentiable (the "
+                      "supernet), or keras-tuner's random search or Bayesian optimisation "
+                      "over the same choices, training each candidate briefly.")
+    flags.DEFINE_integer("search_trials", defaults.search_trials, "Random/Bayesian: trained "
+                         "trials at most (candidates over the budget are rejected untrained); "
+                         "0 for no limit.")
+    flags.DEFINE_float("search_seconds", None, "Random/Bayesian: wall-clock seconds of trials "
+                       "after which no trial starts. Defaults to none.")
+    flags.DEFINE_integer("trial_epochs", defaults.trial_epochs, "Random/Bayesian: training "
+                         "epochs per trial.")
     flags.DEFINE_integer("search_epochs", defaults.search_epochs, "Epochs of the search.")
     flags.DEFINE_integer("warmup_epochs", defaults.warmup_epochs, "First search epochs that "
                          "train weights only, architecture frozen.")
@@ -175,12 +185,12 @@ def main(argv):
     return 0
 
 
-def run():
-    """The `python -m mnas.train` command."""
+def run(define=None, entry=None):
+    """The `python -m mnas.train` command (or another with its own `define` and `entry`)."""
     console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    (define or define_flags)()
+    app.run(entry or main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

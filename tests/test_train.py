@@ -10,20 +10,12 @@ import time
 
 import pytest
 
-from mnas import datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny anomaly-detection run: two blocks of at most 16 channels, a few epochs.
 TINY = ["--task=ad", "--max_width=16", "--num_blocks=2", "--width_steps=4", "--batch_size=32",
         "--search_epochs=3", "--warmup_epochs=1", "--train_epochs=1", "--quantization=ptq",
         "--calibration_samples=16", "--verbose=0", "--device=STM32F446RE"]
-
-
-@pytest.fixture(scope="module")
-def ad_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embedded")
-    return str(datasets.generate_embedded(root, seed=0, tasks=["ad"], scale=0.1,
-                                          verbose=False)["ad"])
 
 
 def command(*flags):

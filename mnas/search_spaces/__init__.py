@@ -68,6 +68,7 @@ class SearchSpace(_Sampling):
         steps: Number of width choices (10%, 20%, ... of `max_width`).
         dropout: Dropout rate before the classifier.
         backbone: Backbone family, for latency models.
+        stem_stride: Stride of the stem conv (DS-CNN's is 2). Defaults to `1`.
     """
 
     name: str
@@ -79,6 +80,7 @@ class SearchSpace(_Sampling):
     steps: int = 10
     dropout: float = 0.1
     backbone: str = "ds_cnn"
+    stem_stride: int = 1
 
     def __post_init__(self):
         self.choices = layers.width_choices(self.max_width, self.steps)
@@ -87,8 +89,8 @@ class SearchSpace(_Sampling):
     def build(self, temperature=1.0, gumbel=False):
         """A fresh supernet of this space (a functional `tf_keras` model)."""
         inputs = keras.Input(self.input_shape)
-        x = layers.SearchableConv2D(self.choices, self.stem_kernel, temperature=temperature,
-                                    gumbel=gumbel, name="stem")(inputs)
+        x = layers.SearchableConv2D(self.choices, self.stem_kernel, strides=self.stem_stride,
+                                    temperature=temperature, gumbel=gumbel, name="stem")(inputs)
         for i, stride in enumerate(self.strides):
             block = layers.SearchableDepthwiseSeparable(
                 self.choices, strides=stride, temperature=temperature, gumbel=gumbel,
@@ -188,11 +190,18 @@ class InvertedBottleneckSpace(_Sampling):
         return model
 
 
-def kws(max_width=276, num_blocks=9, num_classes=12, steps=10, dropout=0.1):
-    """The keyword-spotting space (DS-CNN(L) + 4 blocks, 49x10x1 MFCC input)."""
-    strides = tuple(2 if i == 0 else 1 for i in range(num_blocks))
+def kws(max_width=276, num_blocks=9, num_classes=12, steps=10, dropout=0.1, stem_stride=1):
+    """The keyword-spotting space (DS-CNN(L) + 4 blocks, 49x10x1 MFCC input).
+
+    With `stem_stride=2` the stem is DS-CNN's strided one and the blocks keep stride 1, so
+    that DS-CNN S/M/L (a strided stem, 4-5 blocks) are architectures of the space.
+    """
+    if stem_stride not in (1, 2):
+        raise ValueError(
+            f"Invalid value for `stem_stride`: expected 1 or 2, received {stem_stride!r}.")
+    strides = tuple(2 if i == 0 and stem_stride == 1 else 1 for i in range(num_blocks))
     return SearchSpace("kws", (49, 10, 1), num_classes, (10, 4), strides, max_width, steps,
-                       dropout)
+                       dropout, stem_stride=stem_stride)
 
 
 def ad(max_width=276, num_blocks=6, num_classes=4, steps=10, dropout=0.1):
