@@ -81,6 +81,7 @@ class _Run:
         self.device = device
         self.state = None
         self.data = None
+        self.standardization = None  # Set by `load_data` when the features are standardised.
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
@@ -123,17 +124,17 @@ class _Run:
         """KWS: each MFCC coefficient standardised with the training split's statistics.
 
         Coefficient 0 spans ~20x the range of the last ones: with the raw features one int8
-        input scale leaves the last coefficients a few steps. The statistics are written to
-        `features.json`: the firmware applies them before quantizing the input.
+        input scale leaves the last coefficients a few steps. The statistics go to
+        `features.json` and `model_data.h` with the model: the firmware applies them before
+        quantizing the input.
         """
         if self.config.task != "kws" or not self.config.standardize_features:
             return splits
         x = splits["train"].x
         mean = x.mean(axis=(0, 1), keepdims=True)[0]
         std = x.std(axis=(0, 1), keepdims=True)[0] + 1e-6
-        files.write_atomic(self.path("features.json"), json.dumps({"standardize": {
-            "axis": "coefficient", "mean": mean.ravel().tolist(),
-            "std": std.ravel().tolist()}}, indent=1))
+        self.standardization = {"axis": "coefficient", "mean": mean.ravel().tolist(),
+                                "std": std.ravel().tolist()}
         return {name: datasets.standardize(split, mean, std) for name, split in splits.items()}
 
     def _training_batches(self, train, first, last):
@@ -317,10 +318,10 @@ class _Run:
                                                        write_graph=False)])
         tflite = export.convert_int8(model, splits["train"].x,
                                      num_samples=config.calibration_samples)
-        standardize = None
-        if os.path.exists(self.path("features.json")):
-            with open(self.path("features.json")) as f:
-                standardize = json.load(f)["standardize"]
+        standardize = self.standardization
+        if standardize is not None:
+            files.write_atomic(self.path("features.json"),
+                               json.dumps({"standardize": standardize}, indent=1))
         written = csources.write_task_sources(tflite, self.out, config.task,
                                               labels=list(splits["train"].labels),
                                               standardize=standardize)
