@@ -22,7 +22,8 @@ converter's flatbuffer) for the argmax architecture, less the closed forms at th
 derived model's converted flatbuffer and interpreter arena (`tests/test_costs.py` checks this
 against both).
 
-The rules are data: `COST_RULES` maps a layer class to a function; `register_cost` adds one.
+The rules are data: each layer type's record in `mnas.registry` holds its rule;
+`register_cost` adds one.
 
 Example:
 
@@ -44,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mnas import errors, layers
+from mnas import errors, layers, registry
 
 # Bytes the converter writes per tensor and per operator besides the data (tensor tables, names,
 # shapes, buffers' alignment; operator tables), and once per model; fitted to the converter's
@@ -246,20 +247,31 @@ def _plain_conv(layer, inputs, out_shape):
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         width = x.width * layer.depth_multiplier
         node = _conv_rule(layer.kernel_size, groups_depthwise=layer.depth_multiplier == 1)
-        return width, [node(x, out_shape, width)]
+        return width, _with_activation(layer, [node(x, out_shape, width)],
+                                       Info(out_shape, width))
     if layer.groups != 1:
         raise errors.UnsupportedLayerError(
             f"Layer {layer.name!r} (Conv2D with groups={layer.groups}) has no cost rule: "
             f"TFLite Micro runs grouped convolutions poorly; use groups=1 or a depthwise conv.")
     width = float(layer.filters)
-    return width, [_conv_rule(layer.kernel_size)(x, out_shape, width)]
+    return width, _with_activation(layer, [_conv_rule(layer.kernel_size)(x, out_shape, width)],
+                                   Info(out_shape, width))
 
 
 def _plain_dense(layer, inputs, out_shape):
     (x,) = inputs
     width = float(layer.units)
     out = Info(out_shape, width)
-    return width, [_layer_node(x.bytes, out, 2 * x.width * width, x.width * width, width)]
+    return width, _with_activation(
+        layer, [_layer_node(x.bytes, out, 2 * x.width * width, x.width * width, width)], out)
+
+
+def _with_activation(layer, nodes, out):
+    """A layer's nodes, and a node of its own for a softmax or sigmoid activation."""
+    if getattr(layer, "activation", None) in (keras.activations.softmax,
+                                               keras.activations.sigmoid):
+        nodes.append(_layer_node(out.bytes, out, out.bytes, channels=0.0))
+    return nodes
 
 
 def _passthrough(layer, inputs, out_shape):
@@ -309,56 +321,44 @@ def _softmax(layer, inputs, out_shape):
 
 
 def _activation(layer, inputs, out_shape):
-    if getattr(layer, "activation", None) is keras.activations.softmax:
+    if getattr(layer, "activation", None) in (keras.activations.softmax,
+                                               keras.activations.sigmoid):
         return _softmax(layer, inputs, out_shape)
     return _passthrough(layer, inputs, out_shape)
 
 
-COST_RULES = {
-    layers.SearchableConv2D: _searchable_conv,
-    layers.SearchableDepthwiseSeparable: _searchable_ds,
-    layers.SearchableDense: _searchable_dense,
-    layers.SearchableSkip: _searchable_skip,
-    layers.SearchableInvertedBottleneck: _searchable_ib,
-    keras.layers.Conv2D: _plain_conv,
-    keras.layers.DepthwiseConv2D: _plain_conv,
-    keras.layers.Dense: _plain_dense,
-    keras.layers.BatchNormalization: _passthrough,  # Folded into the conv before it.
-    keras.layers.ReLU: _passthrough,  # Fused into the operator before it.
-    keras.layers.Activation: _activation,
-    keras.layers.Dropout: _passthrough,
-    keras.layers.AveragePooling2D: _pooling,
-    keras.layers.MaxPooling2D: _pooling,
-    keras.layers.GlobalAveragePooling2D: _global_pooling,
-    keras.layers.GlobalMaxPooling2D: _global_pooling,
-    keras.layers.Add: _elementwise,
-    keras.layers.Multiply: _elementwise,
-    keras.layers.Concatenate: _concatenate,
-    keras.layers.Flatten: _reshape,
-    keras.layers.Reshape: _reshape,
-    keras.layers.Softmax: _softmax,
-}
+def _zero_padding(layer, inputs, out_shape):
+    (x,) = inputs
+    out = Info(out_shape, x.width)
+    # PAD, and its paddings constant.
+    return x.width, [_layer_node(x.bytes, out, 0.0, channels=0.0, tensors=2)]
 
 
 def register_cost(layer_class, rule):
-    """Registers the cost rule of a layer class.
+    """Registers the cost rule of a layer class: its `mnas.registry.LayerType` record.
+
+    A class already registered keeps the rest of its record (lowering, export support).
 
     Args:
         layer_class: A Keras layer class.
         rule: `rule(layer, inputs, out_shape) -> (out_width, [Node, ...])`, where `inputs` are
             `Info`s and `out_shape` the static output shape without the batch axis.
     """
-    COST_RULES[layer_class] = rule
+    record = registry.get(layer_class, exact=True)
+    record = (registry.LayerType(layer_class, rule) if record is None
+              else dataclasses.replace(record, cost=rule))
+    registry.register_layer_type(record)
 
 
 def layer_costs(layer, inputs, out_shape):
     """Output width and operator costs of one layer call."""
-    for cls in type(layer).__mro__:
-        if cls in COST_RULES:
-            return COST_RULES[cls](layer, inputs, tuple(out_shape))
+    record = registry.get(layer)
+    if record is not None and record.cost is not None:
+        return record.cost(layer, inputs, tuple(out_shape))
+    known = sorted(t.layer_class.__name__ for t in registry.layer_types() if t.cost)
     raise errors.UnsupportedLayerError(
         f"Layer {layer.name!r} of type {type(layer).__name__} has no cost rule: use one of "
-        f"{sorted(c.__name__ for c in COST_RULES)}, or add one with `mnas.costs.register_cost`.")
+        f"{known}, or add one with `mnas.costs.register_cost`.")
 
 
 def _shape(shape):
