@@ -44,10 +44,10 @@ def _branches():
 
 
 def _sigmoid():
-    """Dense layers with ReLU and sigmoid, and sigmoid and softmax Activation layers."""
+    """Dense layers with ReLU and sigmoid; sigmoid, linear and softmax Activation layers."""
     inputs = keras.Input((24,))
     x = L.Activation("sigmoid")(L.Dense(16, activation="relu")(inputs))
-    x = L.Dense(4, activation="sigmoid")(x)
+    x = L.Dense(4, activation="sigmoid")(L.Activation("linear")(x))
     return keras.Model(inputs, L.Activation("softmax")(x), name="sigmoid")
 
 

@@ -150,6 +150,8 @@ def lower_relu(g, layer, inputs, out_shape, fused):
 
 def lower_activation(g, layer, inputs, out_shape, fused):
     name = _activation_name(layer)
+    if name == "linear":
+        return inputs[0]
     if name in _ACTIVATION_OPS:
         return _fuse_or_apply(g, layer, inputs[0], fused, _ACTIVATION_OPS[name], out_shape)
     if name in _SEPARATE_ACTIVATIONS:
