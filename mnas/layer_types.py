@@ -10,7 +10,7 @@ operators unless a Flatten follows), Multiply and GlobalMaxPooling2D.
 
 import tf_keras as keras
 
-from mnas import arch, costs, layers
+from mnas import arch, cost_rules, layers
 from mnas.hardware import keras_graph as lowering
 from mnas.registry import LayerType, register_layer_type
 
@@ -52,24 +52,24 @@ def _sigmoid():
 
 
 _PLAIN = [
-    (L.Conv2D, costs._plain_conv, lowering.lower_conv, WEIGHTED_ACTIVATIONS, _stack),
-    (L.DepthwiseConv2D, costs._plain_conv, lowering.lower_depthwise_conv,
+    (L.Conv2D, cost_rules._plain_conv, lowering.lower_conv, WEIGHTED_ACTIVATIONS, _stack),
+    (L.DepthwiseConv2D, cost_rules._plain_conv, lowering.lower_depthwise_conv,
      WEIGHTED_ACTIVATIONS, _stack),
-    (L.Dense, costs._plain_dense, lowering.lower_dense, WEIGHTED_ACTIVATIONS, _sigmoid),
-    (L.BatchNormalization, costs._passthrough, lowering.lower_batch_norm, (), _stack),
-    (L.ReLU, costs._passthrough, lowering.lower_relu, (), _branches),
-    (L.Activation, costs._activation, lowering.lower_activation,
+    (L.Dense, cost_rules._plain_dense, lowering.lower_dense, WEIGHTED_ACTIVATIONS, _sigmoid),
+    (L.BatchNormalization, cost_rules._passthrough, lowering.lower_batch_norm, (), _stack),
+    (L.ReLU, cost_rules._passthrough, lowering.lower_relu, (), _branches),
+    (L.Activation, cost_rules._activation, lowering.lower_activation,
      WEIGHTED_ACTIVATIONS + ("relu6",), _sigmoid),
-    (L.Dropout, costs._passthrough, lowering.lower_identity, (), _stack),
-    (L.AveragePooling2D, costs._pooling, lowering.lower_average_pool, (), _stack),
-    (L.MaxPooling2D, costs._pooling, lowering.lower_max_pool, (), _stack),
-    (L.GlobalAveragePooling2D, costs._global_pooling, lowering.lower_global_average_pool, (),
+    (L.Dropout, cost_rules._passthrough, lowering.lower_identity, (), _stack),
+    (L.AveragePooling2D, cost_rules._pooling, lowering.lower_average_pool, (), _stack),
+    (L.MaxPooling2D, cost_rules._pooling, lowering.lower_max_pool, (), _stack),
+    (L.GlobalAveragePooling2D, cost_rules._global_pooling, lowering.lower_global_average_pool, (),
      _branches),
-    (L.Add, costs._elementwise, lowering.lower_add, (), _branches),
-    (L.Concatenate, costs._concatenate, lowering.lower_concatenate, (), _branches),
-    (L.Flatten, costs._reshape, lowering.lower_reshape, (), _stack),
-    (L.ZeroPadding2D, costs._zero_padding, lowering.lower_zero_padding, (), _stack),
-    (L.Softmax, costs._softmax, lowering.lower_softmax, (), _stack),
+    (L.Add, cost_rules._elementwise, lowering.lower_add, (), _branches),
+    (L.Concatenate, cost_rules._concatenate, lowering.lower_concatenate, (), _branches),
+    (L.Flatten, cost_rules._reshape, lowering.lower_reshape, (), _stack),
+    (L.ZeroPadding2D, cost_rules._zero_padding, lowering.lower_zero_padding, (), _stack),
+    (L.Softmax, cost_rules._softmax, lowering.lower_softmax, (), _stack),
 ]
 for cls, cost, lower, activations, example in _PLAIN:
     register_layer_type(LayerType(cls, cost, lower, activations, example=example))
@@ -132,12 +132,12 @@ def dense_weights(layer, entry):
 
 
 _SEARCHABLE = [
-    (layers.SearchableConv2D, costs._searchable_conv, derive_conv, conv_weights),
-    (layers.SearchableDepthwiseSeparable, costs._searchable_ds, derive_ds,
+    (layers.SearchableConv2D, cost_rules._searchable_conv, derive_conv, conv_weights),
+    (layers.SearchableDepthwiseSeparable, cost_rules._searchable_ds, derive_ds,
      ds_weights),
-    (layers.SearchableDense, costs._searchable_dense, derive_dense, dense_weights),
-    (layers.SearchableSkip, costs._searchable_skip, derive_skip, None),
-    (layers.SearchableInvertedBottleneck, costs._searchable_ib, derive_ib,
+    (layers.SearchableDense, cost_rules._searchable_dense, derive_dense, dense_weights),
+    (layers.SearchableSkip, cost_rules._searchable_skip, derive_skip, None),
+    (layers.SearchableInvertedBottleneck, cost_rules._searchable_ib, derive_ib,
      ib_weights),
 ]
 for cls, cost, derive, source_weights in _SEARCHABLE:
