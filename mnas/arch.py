@@ -23,7 +23,7 @@ import os
 
 import tf_keras as keras
 
-from mnas import errors
+from mnas import errors, registry
 from mnas import layers as mlayers
 
 
@@ -131,33 +131,10 @@ def _chain(model):
 
 
 def _entry(layer):
-    """The spec entries of one supernet layer at its argmax."""
-    if isinstance(layer, mlayers.SearchableSkip):
-        if layer.choice():
-            return _entry(layer.layer)
-        if layer.downsamples:
-            return [{"type": "pool", "pool_size": list(layer.pool_size)}]
-        return []
-    if isinstance(layer, mlayers.SearchableConv2D):
-        return [{"type": "conv", "filters": layer.choice(),
-                 "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
-                 "padding": layer.padding, "activation": layer.activation,
-                 "source": layer.name}]
-    if isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-        return [{"type": "ds", "filters": layer.choice(), "strides": list(layer.strides),
-                 "kernel_size": list(layer.kernel_size), "activation": layer.activation,
-                 "source": layer.name}]
-    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
-        # One entry per kept block; every block has the stage's (shared) output width.
-        return [{"type": "ib", "expand": expand.choice(), "filters": layer.choice(),
-                 "strides": list(layer.strides) if i == 0 else [1, 1],
-                 "kernel_size": list(layer.kernel_size), "activation": layer.activation,
-                 "residual": i > 0, "source": layer.name, "block": i}
-                for i, expand in enumerate(layer.expand_layers)
-                if i == 0 or not layer.skippable or layer.depth_layers[i - 1].choice()]
-    if isinstance(layer, mlayers.SearchableDense):
-        return [{"type": "dense", "units": layer.choice(), "activation": layer.activation,
-                 "source": layer.name}]
+    """The spec entries of one supernet layer at its argmax: its record's, or the layer."""
+    record = registry.get(layer)
+    if record is not None and record.derive is not None:
+        return record.derive(layer)
     if isinstance(layer, (mlayers.ArchitectureMixin, keras.Model)):
         raise errors.UnsupportedLayerError(
             f"Layer {layer.name!r} of type {type(layer).__name__} cannot be derived: use a chain "
@@ -258,19 +235,9 @@ def _apply(entry, entry_layers, x):
 
 def _source_weights(layer, entry):
     """The weights of a supernet layer in the order the entry's plain layers are built."""
-    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
-        i = entry.get("block", 0)
-        expand = layer.expand_layers[i]
-        parts = [expand.conv, expand.bn, layer.depthwise[i], layer.bn_depthwise[i],
-                 layer.project[i], layer.bn_project[i]]
-    elif isinstance(layer, mlayers.SearchableConv2D):
-        parts = [layer.conv, layer.bn]
-    elif isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-        parts = [layer.depthwise, layer.bn_depthwise, layer.pointwise, layer.bn_pointwise]
-    elif isinstance(layer, mlayers.SearchableDense):
-        parts = [layer.dense]
-    else:
-        parts = [layer]
+    record = registry.get(layer)
+    parts = ([layer] if record is None or record.source_weights is None
+             else record.source_weights(layer, entry))
     return [w for part in parts for w in part.get_weights()]
 
 

@@ -38,24 +38,15 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from mnas import devices, errors
+from mnas import devices, errors, registry
 from mnas.deploy.csources import (  # noqa: F401  (public here too)
     TensorQuantization, write_c_sources)
 from mnas.files import write_atomic  # noqa: F401  (public here too)
 from mnas.hardware import estimate, tflm
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
-# converted operators TFLite Micro runs in int8.
-SUPPORTED_LAYERS = (
-    "InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Activation",
-    "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Add", "Dropout",
-    "Flatten", "Reshape", "ZeroPadding2D", "Softmax",
-)
-# Activation functions allowed in a layer's `activation` argument (QAT wraps them) and in an
-# `Activation` layer (which also takes relu6). tanh would quantize and run too, but
-# `mnas.estimate` counts no TANH operator.
-LAYER_ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")
-ACTIVATIONS = LAYER_ACTIVATIONS + ("relu6",)
+# converted operators TFLite Micro runs in int8: those with a lowering in `mnas.registry`.
+SUPPORTED_LAYERS = ("InputLayer",) + registry.exported_names()
 
 _RECURRENT = "a stack of Conv2D / DepthwiseConv2D blocks over the time axis (as in DS-CNN)"
 _ALTERNATIVES = {
@@ -101,7 +92,8 @@ def check_layers(model, for_qat=False):
                     f"training cannot wrap; use its layers directly in the outer model.")
             check_layers(layer)
             continue
-        if kind not in SUPPORTED_LAYERS:
+        record = registry.get(layer, exact=True)
+        if kind != "InputLayer" and (record is None or not record.exported):
             instead = _SEARCHABLE if kind.startswith("Searchable") else _ALTERNATIVES.get(
                 kind, f"one of {', '.join(SUPPORTED_LAYERS)}")
             raise errors.UnsupportedLayerError(
@@ -109,10 +101,10 @@ def check_layers(model, for_qat=False):
                 f"use {instead}.")
         if for_qat and kind == "BatchNormalization":
             _check_folded(layer)
-        allowed = ACTIVATIONS if kind == "Activation" else LAYER_ACTIVATIONS
+        allowed = record.activations if record is not None else ()
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         if hasattr(layer, "activation") and activation not in allowed:
-            relu6 = "" if kind == "Activation" else " (relu6 as a separate ReLU(6.0) layer)"
+            relu6 = "" if "relu6" in allowed else " (relu6 as a separate ReLU(6.0) layer)"
             raise errors.UnsupportedLayerError(
                 f"Layer {layer.name!r} ({kind}) has activation {activation or layer.activation!r}"
                 f", which cannot be quantized to int8 for TFLite Micro; use one of "

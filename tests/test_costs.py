@@ -5,7 +5,7 @@ import tf_keras as keras
 from conftest import converted
 
 import mnas
-from mnas import arch, costs, derivation, errors, layers, search_spaces
+from mnas import arch, costs, derivation, errors, layers, registry, search_spaces
 from mnas.hardware import estimate, tflm
 
 
@@ -152,4 +152,4 @@ def test_register_cost_adds_a_rule():
     try:
         assert costs.expected_costs(model).numpy().ops == 32.0
     finally:
-        del costs.COST_RULES[Scale]
+        registry.unregister_layer_type(Scale)

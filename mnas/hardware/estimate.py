@@ -197,8 +197,8 @@ def estimate_keras(model):
     (`mnas.hardware.keras_graph.keras_model_info`) and costed like a parsed flatbuffer.
 
     Args:
-        model: A plain Keras model (Conv2D, DepthwiseConv2D, Dense, BatchNormalization, ReLU,
-            pooling, Flatten, Add, Dropout, Softmax layers) with one input.
+        model: A plain Keras model with one input, of the layer types that
+            `mnas.registry` records with a lowering (`registry.exported_names()`).
 
     Returns:
         An `Estimate`; `tflite_bytes` is the predicted flatbuffer size.

@@ -122,31 +122,140 @@ def _layer_inputs(layer):
     return tensors if isinstance(tensors, (list, tuple)) else [tensors]
 
 
-def _activation(layer, keras):
-    """TF op name of a layer that is a plain ReLU or ReLU6, else None."""
-    L = keras.layers
-    if isinstance(layer, L.ReLU) and layer.negative_slope == 0 and layer.threshold == 0:
-        max_value = None if layer.max_value is None else float(layer.max_value)
-        return {None: "Relu", 6.0: "Relu6"}.get(max_value)
-    if isinstance(layer, L.Activation):
-        return {"relu": "Relu", "relu6": "Relu6"}.get(layer.get_config()["activation"])
+_ACTIVATION_OPS = {"relu": "Relu", "relu6": "Relu6"}
+# Activations the converter emits as an operator of their own: (operator, TF op name).
+_SEPARATE_ACTIVATIONS = {"softmax": ("SOFTMAX", "Softmax"), "sigmoid": ("LOGISTIC", "Sigmoid")}
+
+
+def _activation_name(layer):
+    """The name of a layer's `activation` argument ("linear" when it has none)."""
+    return layer.get_config().get("activation", "linear")
+
+
+def _fuse_or_apply(g, layer, x, fused, act, out_shape):
+    """A ReLU / ReLU6 (TF op name `act`): fused into the operator before it, else its own."""
+    if fused is not None and fused.act is None:
+        fused.act = g.loc(layer, act)
+        return x
+    return g.op(act.upper(), [x], out_shape, g.loc(layer, act))
+
+
+def lower_relu(g, layer, inputs, out_shape, fused):
+    if layer.negative_slope != 0 or layer.threshold != 0:
+        return None
+    max_value = None if layer.max_value is None else float(layer.max_value)
+    act = {None: "Relu", 6.0: "Relu6"}.get(max_value)
+    return act and _fuse_or_apply(g, layer, inputs[0], fused, act, out_shape)
+
+
+def lower_activation(g, layer, inputs, out_shape, fused):
+    name = _activation_name(layer)
+    if name == "linear":
+        return inputs[0]
+    if name in _ACTIVATION_OPS:
+        return _fuse_or_apply(g, layer, inputs[0], fused, _ACTIVATION_OPS[name], out_shape)
+    if name in _SEPARATE_ACTIVATIONS:
+        op, what = _SEPARATE_ACTIVATIONS[name]
+        return g.op(op, [inputs[0]], out_shape, g.loc(layer, what))
     return None
 
 
-def _own_activation(layer):
-    """TF op name of a conv or dense layer's own activation ("" for none), or None."""
-    name = layer.get_config().get("activation", "linear")
-    return {"linear": "", "relu": "Relu", "relu6": "Relu6"}.get(name)
+def lower_softmax(g, layer, inputs, out_shape, fused):
+    return g.op("SOFTMAX", [inputs[0]], out_shape, g.loc(layer, "Softmax"))
+
+
+def lower_identity(g, layer, inputs, out_shape, fused):
+    """Dropout: no operator."""
+    return inputs[0]
+
+
+def lower_batch_norm(g, layer, inputs, out_shape, fused):
+    """Folded into the conv or dense operator before it; alone, not lowered."""
+    x = inputs[0]
+    if (fused is None or fused.bn is not None or fused.act is not None
+            or g.operators[g.producer[x]].name == "ADD"):
+        return None
+    fused.bn = layer
+    return x
+
+
+def lower_reshape(g, layer, inputs, out_shape, fused):
+    """Flatten and Reshape: RESHAPE, or nothing when the shape stays (the converter drops it)."""
+    x = inputs[0]
+    if tuple(g.tensors[x].shape) == tuple(out_shape):
+        return x
+    shape = g.tensor((len(out_shape),), "int32", channels=0, data_key=("shape", out_shape))
+    return g.op("RESHAPE", [x, shape], out_shape, g.loc(layer, "Reshape"))
+
+
+def _pool(op, what):
+    def lower(g, layer, inputs, out_shape, fused):
+        ph, pw = layer.pool_size
+        return g.op(op, [inputs[0]], out_shape, g.loc(layer, what),
+                    {"filter_height": ph, "filter_width": pw})
+    return lower
+
+
+lower_average_pool = _pool("AVERAGE_POOL_2D", "AvgPool")
+lower_max_pool = _pool("MAX_POOL_2D", "MaxPool")
+
+
+def lower_global_average_pool(g, layer, inputs, out_shape, fused):
+    if layer.keepdims:
+        return None
+    axis = g.tensor((2,), "int32", name=g.loc(layer, "Mean/reduction_indices"), channels=0,
+                    data_key="axis")
+    return g.op("MEAN", [inputs[0], axis], out_shape, g.loc(layer, "Mean"))
+
+
+def lower_add(g, layer, inputs, out_shape, fused):
+    if len(inputs) != 2:
+        return None
+    out = g.op("ADD", inputs, out_shape, g.loc(layer, "add"))
+    g.fused[out] = _Fused(layer)
+    return out
+
+
+def lower_concatenate(g, layer, inputs, out_shape, fused):
+    return g.op("CONCATENATION", inputs, out_shape, g.loc(layer, "concat"))
+
+
+def lower_zero_padding(g, layer, inputs, out_shape, fused):
+    pads = g.tensor((4, 2), "int32", name=g.loc(layer, "Pad/paddings"), channels=0,
+                    data_key=("pad", layer.padding))
+    return g.op("PAD", [inputs[0], pads], out_shape, g.loc(layer, "Pad"))
+
+
+def _weighted(kind):
+    """The lowering of a conv or dense layer with its activation (fused or its own operator)."""
+    def lower(g, layer, inputs, out_shape, fused):
+        name = _activation_name(layer)
+        if name not in ("linear", *_ACTIVATION_OPS, *_SEPARATE_ACTIVATIONS):
+            return None
+        out = _weighted_op(g, layer, inputs[0], out_shape, kind)
+        if name in _SEPARATE_ACTIVATIONS:
+            op, what = _SEPARATE_ACTIVATIONS[name]
+            return g.op(op, [out], out_shape, g.loc(layer, what))
+        if name in _ACTIVATION_OPS:
+            g.fused[out].act = g.loc(layer, _ACTIVATION_OPS[name])
+        return out
+    return lower
+
+
+lower_conv = _weighted("conv")
+lower_depthwise_conv = _weighted("depthwise")
+lower_dense = _weighted("dense")
 
 
 def keras_model_info(model):
     """The TFLite graph that the int8 converter makes from a plain Keras model.
 
-    Convolutions and dense layers absorb a following BatchNormalization and ReLU / ReLU6, as
-    the converter folds and fuses them, and additions a following ReLU / ReLU6; Dropout
-    disappears; a zero dense bias is dropped and equal zero biases share one buffer, as the
-    converter does for freshly built models. Tensors are named as the converter names them
-    (the names are a few percent of a small model's flatbuffer).
+    Each layer is lowered by its type's record (`mnas.registry`). Convolutions and dense
+    layers absorb a following BatchNormalization and ReLU / ReLU6, as the converter folds and
+    fuses them, and additions a following ReLU / ReLU6; a softmax or sigmoid activation becomes
+    an operator of its own; Dropout disappears; a zero dense bias is dropped and equal zero
+    biases share one buffer, as the converter does for freshly built models. Tensors are named
+    as the converter names them (the names are a few percent of a small model's flatbuffer).
 
     Returns:
         (ModelInfo, predicted flatbuffer bytes).
@@ -154,91 +263,39 @@ def keras_model_info(model):
     Raises:
         UnsupportedLayerError: A layer has no TFLite mapping here.
     """
-    import tf_keras as keras
+    from mnas import registry
 
-    L = keras.layers
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise errors.UnsupportedLayerError(
             f"Invalid value for `model`: expected a Keras model with one input and one output, "
             f"received {len(model.inputs)} inputs and {len(model.outputs)} outputs.")
     g = _GraphBuilder(model.name)
+    chain = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     consumers = {}
-    for layer in model.layers:
-        if isinstance(layer, L.InputLayer):
-            continue
+    for layer in chain:
         for t in _layer_inputs(layer):
             consumers[id(t)] = consumers.get(id(t), 0) + 1
     ref = {id(model.inputs[0]): g.tensor((1,) + tuple(model.input_shape[1:]),
                                          name=f"serving_default_{model.input_names[0]}:0")}
-    for layer in model.layers:
-        if isinstance(layer, L.InputLayer):
-            continue
+    for layer in chain:
         inputs = [ref[id(t)] for t in _layer_inputs(layer)]
         out_shape = (1,) + tuple(layer.output_shape[1:])
-        x = inputs[0]
-        fused = g.fused.get(x) if consumers.get(id(_layer_inputs(layer)[0]), 0) == 1 else None
-        act = _activation(layer, keras)
-        unsupported = None
-        if isinstance(layer, L.Dropout) or (
-                isinstance(layer, L.Flatten) and len(g.tensors[x].shape) == 2):
-            out = x
-        elif (isinstance(layer, L.BatchNormalization) and fused is not None
-              and fused.bn is None and fused.act is None
-              and g.operators[g.producer[x]].name != "ADD"):
-            fused.bn = layer
-            out = x
-        elif act and fused is not None and fused.act is None:
-            fused.act = g.loc(layer, act)
-            out = x
-        elif act:
-            out = g.op(act.upper(), [x], out_shape, g.loc(layer, act))
-        elif isinstance(layer, L.Softmax) or (
-                isinstance(layer, L.Activation)
-                and layer.get_config()["activation"] == "softmax"):
-            out = g.op("SOFTMAX", [x], out_shape, g.loc(layer, "Softmax"))
-        elif isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)) and not isinstance(
-                layer, (L.Conv2DTranspose, L.SeparableConv2D, L.Conv1D, L.Conv3D)):
-            own = _own_activation(layer)
-            if own is None:
-                unsupported = f"{type(layer).__name__} with activation " \
-                              f"{layer.get_config()['activation']!r}"
-            else:
-                out = _weighted_op(g, layer, x, out_shape, L)
-                g.fused[out].act = g.loc(layer, own) if own else None
-        elif isinstance(layer, (L.AveragePooling2D, L.MaxPooling2D)):
-            ph, pw = layer.pool_size
-            avg = isinstance(layer, L.AveragePooling2D)
-            out = g.op("AVERAGE_POOL_2D" if avg else "MAX_POOL_2D", [x], out_shape,
-                       g.loc(layer, "AvgPool" if avg else "MaxPool"),
-                       {"filter_height": ph, "filter_width": pw})
-        elif isinstance(layer, L.GlobalAveragePooling2D) and not layer.keepdims:
-            axis = g.tensor((2,), "int32", name=g.loc(layer, "Mean/reduction_indices"),
-                            channels=0, data_key="axis")
-            out = g.op("MEAN", [x, axis], out_shape, g.loc(layer, "Mean"))
-        elif isinstance(layer, (L.Flatten, L.Reshape)):
-            shape = g.tensor((len(out_shape),), "int32", channels=0,
-                             data_key=("shape", out_shape))
-            out = g.op("RESHAPE", [x, shape], out_shape, g.loc(layer, "Reshape"))
-        elif isinstance(layer, L.Add) and len(inputs) == 2:
-            out = g.op("ADD", inputs, out_shape, g.loc(layer, "add"))
-            g.fused[out] = _Fused(layer)
-        elif isinstance(layer, L.Concatenate):
-            out = g.op("CONCATENATION", inputs, out_shape, g.loc(layer, "concat"))
-        elif isinstance(layer, L.ZeroPadding2D):
-            pads = g.tensor((4, 2), "int32", name=g.loc(layer, "Pad/paddings"), channels=0,
-                            data_key=("pad", layer.padding))
-            out = g.op("PAD", [x, pads], out_shape, g.loc(layer, "Pad"))
-        else:
-            unsupported = type(layer).__name__
-        if unsupported:
+        single = consumers.get(id(_layer_inputs(layer)[0]), 0) == 1
+        fused = g.fused.get(inputs[0]) if single else None
+        record = registry.get(layer, exact=True)
+        out = None
+        if record is not None and record.lower is not None:
+            out = record.lower(g, layer, inputs, out_shape, fused)
+        if out is None:
+            described = type(layer).__name__
+            if hasattr(layer, "activation"):
+                described += f" with activation {_activation_name(layer)!r}"
             raise errors.UnsupportedLayerError(
-                f"Unsupported layer {layer.name!r}: expected Conv2D, DepthwiseConv2D, Dense "
-                f"(linear, ReLU or ReLU6), BatchNormalization after them, ReLU, ReLU6, "
-                f"pooling, Flatten, Reshape, Add, Concatenate, ZeroPadding2D, Dropout or "
-                f"Softmax, received {unsupported}.")
-        for t in layer._inbound_nodes[0].output_tensors if isinstance(
-                layer._inbound_nodes[0].output_tensors, (list, tuple)) else [
-                layer._inbound_nodes[0].output_tensors]:
+                f"Unsupported layer {layer.name!r}: expected one of "
+                f"{', '.join(registry.exported_names())} (conv and dense layers linear, ReLU, "
+                f"softmax or sigmoid; BatchNormalization after them), received {described}.")
+        outputs = layer._inbound_nodes[0].output_tensors
+        for t in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
             ref[id(t)] = out
     _finish_fused(g)
     output = ref[id(model.outputs[0])]
@@ -249,10 +306,10 @@ def keras_model_info(model):
     return info, g.flatbuffer_bytes()
 
 
-def _weighted_op(g, layer, x, out_shape, L):
+def _weighted_op(g, layer, x, out_shape, kind):
     """Adds a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED operator; names come later."""
     cin, cout = int(layer.input_shape[-1]), int(layer.output_shape[-1])
-    if isinstance(layer, L.Dense):
+    if kind == "dense":
         if len(g.tensors[x].shape) != 2:
             raise errors.UnsupportedLayerError(
                 f"Unsupported layer {layer.name!r}: expected a Dense layer on a flat input, "
@@ -261,7 +318,7 @@ def _weighted_op(g, layer, x, out_shape, L):
         out = g.op("FULLY_CONNECTED", [x, w, -1], out_shape, "")
     else:
         kh, kw = layer.kernel_size
-        depthwise = isinstance(layer, L.DepthwiseConv2D)
+        depthwise = kind == "depthwise"
         shape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
         w = g.tensor(shape, name="", channels=cout, data_key="unique")
         b = g.tensor((cout,), "int32", name="", channels=cout, data_key="bias")
