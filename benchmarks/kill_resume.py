@@ -36,7 +36,7 @@ KILL_POINTS = (
     ("search", r"^Epoch 1/", 1.5),
     ("search", r"^Epoch 2/", 2.5),
     ("search", r"^Epoch 3/", 0.5),
-    ("search", r"^argmax architecture", 0.0),
+    ("search", r"^derived architecture", 0.0),
     ("train", r"^Epoch 1/", 1.0),
     ("train", r"^Epoch 2/", 2.0),
     ("train", r"^Epoch 3/", 3.0),
