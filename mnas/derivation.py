@@ -104,6 +104,10 @@ def exact_costs(model, picks=None, device=None, backbone=None, cache=None):
         return dict(cache[key])
     with fixed_choices(model, picks):
         spec = arch.derive(model)
+    # The flatbuffer holds the layers' names: automatic names numbered as in a fresh session make
+    # the figure independent of how many models this process built before (a resumed run builds
+    # fewer).
+    keras.backend.reset_uids()
     info, tflite_bytes = keras_graph.keras_model_info(_with_trained_biases(arch.build(spec)))
     found = estimate.estimate_model_info(info)
     values = {"sram": float(found.arena_bytes), "flash": float(tflite_bytes),
