@@ -15,8 +15,9 @@ $(VENV)/.installed: setup.py setup.cfg
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Two test processes: much of a test's time is single-threaded (tracing, conversion).
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 lint: install
 	$(VENV)/bin/ruff check mnas tests benchmarks examples

@@ -47,11 +47,11 @@ PUBLISHED = ("ds_cnn_s", "ds_cnn_m", "ds_cnn_l", "micronet_kws_s", "micronet_kws
              "micronet_kws_l")
 SEARCHES = ("dnas", "random", "bayesian")
 # The KWS demo's recipe (experiments/kws_demo.flags), and --quick's shorter one.
-RECIPE = {"max_width": 128, "num_blocks": 6, "search_epochs": 4, "warmup_epochs": 1,
-          "search_learning_rate": 0.01, "temperature_start": 5.0, "temperature_end": 0.5,
-          "train_epochs": 15, "learning_rate": 0.005, "batch_size": 100,
-          "quantization": "qat", "qat_epochs": 1, "trial_epochs": 3}
-QUICK = {"search_epochs": 2, "train_epochs": 4, "trial_epochs": 1}
+RECIPE = {"max_width": 128, "num_blocks": 6, "stem_stride": 2, "search_epochs": 6,
+          "warmup_epochs": 1, "search_learning_rate": 0.01, "temperature_start": 5.0,
+          "temperature_end": 0.05, "train_epochs": 25, "learning_rate": 0.005,
+          "batch_size": 100, "quantization": "qat", "qat_epochs": 1, "trial_epochs": 3}
+QUICK = {"search_epochs": 4, "train_epochs": 10, "trial_epochs": 1}
 
 
 def _define_flags():

@@ -57,6 +57,8 @@ def _header(stage, note=""):
 def _space(config):
     options = {"max_width": config.max_width, "num_blocks": config.num_blocks}
     options = {k: v for k, v in options.items() if v is not None}
+    if config.stem_stride != 1:
+        options["stem_stride"] = config.stem_stride
     if config.task == "vww":
         channels = 1 if config.grayscale else 3
         options["input_shape"] = (config.image_size, config.image_size, channels)
@@ -69,6 +71,7 @@ def _regularizer(config, device, arch_data=None):
         temperature=(config.temperature_start, config.temperature_end),
         arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
         arch_data=arch_data, straight_through=config.straight_through,
+        aim=("latency",) if config.aim_latency and config.latency_ms else (),
         verbose=int(config.verbose > 0))
 
 

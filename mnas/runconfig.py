@@ -59,6 +59,7 @@ class Config:
     arch: str | None = None
     max_width: int | None = None
     num_blocks: int | None = None
+    stem_stride: int = 1
     width_steps: int = 10
     image_size: int = 50
     grayscale: bool = True
@@ -71,13 +72,14 @@ class Config:
     warmup_epochs: int = 2
     search_learning_rate: float = 0.01
     temperature_start: float = 5.0
-    temperature_end: float = 0.5
+    temperature_end: float = 0.05
     gumbel: bool = False
     arch_optimizer: str = "adam"
-    arch_learning_rate: float = 1e-3
+    arch_learning_rate: float = 0.02
     arch_split: float = 0.0
     fill_budget: bool = False
     straight_through: bool = True
+    aim_latency: bool = True
     standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005
@@ -156,6 +158,9 @@ def check(config):
                                f"{QUANTIZATION}, received {config.quantization!r}.")
     for name in CHECKED:
         check_setting(name, getattr(config, name))
+    if config.stem_stride not in (1, 2) or (config.stem_stride != 1 and config.task != "kws"):
+        raise errors.MnasError(f"Invalid value for `stem_stride`: expected 1, or 2 for the kws "
+                               f"space, received {config.stem_stride!r} for {config.task!r}.")
     if config.search not in SEARCHES:
         raise errors.MnasError(f"Invalid value for `search`: expected one of {SEARCHES}, "
                                f"received {config.search!r}.")

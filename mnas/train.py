@@ -47,6 +47,8 @@ def define_flags():
                          "Defaults to the space's.")
     flags.DEFINE_integer("num_blocks", None, "Blocks of the search space. Defaults to the "
                          "space's.")
+    flags.DEFINE_integer("stem_stride", defaults.stem_stride, "KWS: stride of the stem conv "
+                         "(2 is DS-CNN's; the blocks then keep the resolution).")
     flags.DEFINE_integer("width_steps", defaults.width_steps, "Width choices per layer (10%, "
                          "20%, ... of the widest).")
     flags.DEFINE_integer("image_size", defaults.image_size, "VWW: side of the square input.")
@@ -84,6 +86,9 @@ def define_flags():
     flags.DEFINE_bool("straight_through", defaults.straight_through, "Penalise the costs of "
                       "the argmax architecture (gradients through the probabilities) instead "
                       "of the costs of the expected widths.")
+    flags.DEFINE_bool("aim_latency", defaults.aim_latency, "Aim the search at the latency "
+                      "budget (a two-sided penalty: slower and faster both cost) instead of "
+                      "only keeping it under.")
     flags.DEFINE_bool("fill_budget", defaults.fill_budget, "After the search, widen the "
                       "derived architecture until the budget is full, instead of keeping the "
                       "search's answer.")

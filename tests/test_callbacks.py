@@ -161,6 +161,8 @@ def test_an_unreachable_budget_names_the_smallest_cost(rng):
     ({"sram_bytes": 1, "warmup_epochs": -1}, ValueError, r"`warmup_epochs`: expected an int >= 0"),
     ({"sram_bytes": 1, "temperature": (1, 2, 3)}, ValueError,
      r"`temperature`: expected a number or a pair"),
+    ({"sram_bytes": 1, "aim": "latency"}, ValueError,
+     r"`aim`: expected resources with a target \('sram',\), received 'latency'"),
 ])
 def test_bad_arguments_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -222,3 +224,34 @@ def test_warm_up_leaves_the_architecture_alone(rng):
     model, regularizer = fit_logits(rng, warmup_epochs=1, arch_learning_rate=0.05)
     assert all(np.abs(layer.alpha.numpy()).max() == 0
                for layer in mnas.searchable_layers(model))
+
+
+def penalty_and_gradient(model, **kwargs):
+    """The penalty at full strength and the costs after one plain step down its gradient."""
+    model.compile("adam", "sparse_categorical_crossentropy")
+    regularizer = callbacks.ResourceRegularizer(**kwargs)
+    regularizer.set_model(model)
+    regularizer.on_train_begin()
+    regularizer._enabled.assign(1.0)  # noqa: SLF001
+    for strength in regularizer._strengths.values():  # noqa: SLF001
+        strength.assign(1.0)
+    logits = regularizer.arch_variables
+    with tf.GradientTape() as tape:
+        penalty = regularizer.penalty()
+    grads = tape.gradient(penalty, logits)
+    for g, v in zip(grads, logits):
+        if g is not None:
+            v.assign_sub(10.0 * g)
+    return float(penalty), float(mnas.costs.expected_costs(model).flash_bytes)
+
+
+def test_an_aimed_target_pushes_a_cost_below_it_up(rng):
+    model = space().build()
+    start = float(mnas.costs.expected_costs(model).flash_bytes)
+    target = 2.0 * mnas.derivation.exact_costs(model)["flash"]  # Above the widest.
+    below, after = penalty_and_gradient(space().build(), flash_bytes=target)
+    assert below == 0 and after == pytest.approx(start)  # A limit: under it, nothing to do.
+    aimed, after = penalty_and_gradient(space().build(), flash_bytes=target, aim="flash")
+    assert aimed > 0.4 and after > start  # Pushed towards the target: wider.
+    above, after = penalty_and_gradient(space().build(), flash_bytes=0.5 * start, aim="flash")
+    assert above > 0 and after < start
