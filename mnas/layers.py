@@ -139,6 +139,11 @@ class ArchitectureMixin:
         self.temperature_init = _check_temperature(temperature)
         self.gumbel = bool(gumbel)
         self.num_options = num_options
+        if self.gumbel:
+            # Its own generator, seeded from NumPy's (set by `keras.utils.set_random_seed`):
+            # `mnas.reproducible.EpochRandomness` resets it from (seed, epoch), so a resumed
+            # search draws the same noise.
+            self.noise_generator = tf.random.Generator.from_seed(np.random.randint(2**31))
 
     def _build_arch(self, prefix=""):
         # Distinct names keep a wrapper's weights apart from its block's in HDF5 files.
@@ -163,7 +168,7 @@ class ArchitectureMixin:
         """Softmax of the logits over the temperature (with Gumbel noise when training)."""
         logits = self._gated_alpha()
         if training and self.gumbel:
-            uniform = tf.random.uniform(tf.shape(logits), 1e-6, 1.0 - 1e-6)
+            uniform = self.noise_generator.uniform(tf.shape(logits), 1e-6, 1.0 - 1e-6)
             logits = logits - tf.math.log(-tf.math.log(uniform))
         return tf.nn.softmax(logits / self.temperature)
 

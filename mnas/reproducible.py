@@ -38,9 +38,13 @@ def stage_seed(seed, *names):
 
 
 def layer_generators(model):
-    """The `tf.random.Generator` of every layer of `model` that draws random numbers."""
+    """The `tf.random.Generator` of every layer of `model` that draws random numbers (Keras's
+    layers, and the `noise_generator` of mnas's searchable layers with Gumbel noise)."""
     generators = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
+        noise = getattr(layer, "noise_generator", None)
+        if isinstance(noise, tf.random.Generator):
+            generators.append(noise)
         random_generator = getattr(layer, "_random_generator", None)
         if random_generator is None or not hasattr(random_generator, "_maybe_init"):
             continue

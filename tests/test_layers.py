@@ -244,3 +244,23 @@ def test_the_mask_travels_through_skip_wrappers_to_the_next_block():
     skip.layer.call = spy
     model(x, training=True)
     np.testing.assert_allclose(seen["mask"].numpy(), [1.0] * 4 + [0.0] * 4, atol=1e-6)
+
+
+def test_gumbel_noise_is_drawn_from_a_generator_reset_per_epoch():
+    from mnas import reproducible
+
+    layer = layers.SearchableDense([2, 4, 8], gumbel=True)
+    model = keras.Sequential([keras.Input((3,)), layer])
+    (generator,) = reproducible.layer_generators(model)
+    callback = reproducible.EpochRandomness(seed=0)
+    callback.set_model(model)
+
+    def draws(epoch):
+        callback.on_epoch_begin(epoch)
+        return [layer.probabilities(training=True).numpy() for _ in range(3)]
+
+    first = draws(1)
+    assert not np.allclose(first[0], first[1])  # Fresh noise every step...
+    np.testing.assert_array_equal(draws(1), first)  # ... the same again for the same epoch,
+    assert not np.allclose(draws(2)[0], first[0])  # and other noise for another epoch.
+    assert generator is layer.noise_generator
