@@ -222,12 +222,29 @@ def transpose_conv(b):
     return [x], [y]
 
 
-def batch_matmul(b, rows=8, inner=16, cols=12):
-    x = _i8(b, (1, rows, inner))
-    w = b.tensor((1, inner, cols), "int8", data=np.ones((1, inner, cols)), scale=0.01)
-    y = _i8(b, (1, rows, cols))
-    b.op("BATCH_MATMUL", [x, w], [y])
+def transpose_conv_float(b):
+    """A float TRANSPOSE_CONV: no scratch buffer, but per-channel arrays all the same."""
+    x = _f32(b, (1, 4, 4, 4))
+    w = b.tensor((6, 3, 3, 4), "float32", data=np.ones((6, 3, 3, 4)))
+    y = _f32(b, (1, 8, 8, 6))
+    shape = _const(b, [1, 8, 8, 6])
+    b.op("TRANSPOSE_CONV", [shape, w, x], [y], padding=0, strideW=2, strideH=2)
     return [x], [y]
+
+
+def batch_matmul(b, rows=8, inner=16, cols=12, dtype="int8", adj_x=False, adj_y=False,
+                 constant=True):
+    """A BATCH_MATMUL; transposed operands (`adj_x`, `adj_y`) are laid out transposed."""
+    new = _i8 if dtype == "int8" else _f32
+    x = new(b, (1, inner, rows) if adj_x else (1, rows, inner))
+    shape = (1, cols, inner) if adj_y else (1, inner, cols)
+    if constant:
+        w = b.tensor(shape, dtype, data=np.ones(shape), scale=0.01 if dtype == "int8" else None)
+    else:
+        w = new(b, shape)
+    y = new(b, (1, rows, cols))
+    b.op("BATCH_MATMUL", [x, w], [y], adjX=adj_x, adjY=adj_y)
+    return ([x] if constant else [x, w]), [y]
 
 
 def svdf(b):
@@ -358,4 +375,15 @@ MAKERS = {
     "RESIZE_NEAREST_NEIGHBOR": with_params("RESIZE_NEAREST_NEIGHBOR", (1, 4, 4, 4),
                                            (1, 8, 8, 4), [[8, 8]]),
     "RESIZE_BILINEAR": with_params("RESIZE_BILINEAR", (1, 4, 4, 4), (1, 8, 8, 4), [[8, 8]]),
+}
+
+# Variants of an operator whose allocations depend on its types or options.
+VARIANTS = {
+    "TRANSPOSE_CONV float": transpose_conv_float,
+    "BATCH_MATMUL float": lambda b: batch_matmul(b, dtype="float32"),
+    "BATCH_MATMUL adj_x": lambda b: batch_matmul(b, adj_x=True),
+    "BATCH_MATMUL adj_y": lambda b: batch_matmul(b, adj_y=True),
+    "BATCH_MATMUL two activations": lambda b: batch_matmul(b, constant=False),
+    "BATCH_MATMUL float adj_x adj_y, two activations": lambda b: batch_matmul(
+        b, dtype="float32", adj_x=True, adj_y=True, constant=False),
 }

@@ -60,10 +60,9 @@ def _input_ops(model, op):
 
 
 def _per_channel(model, op):
-    """Per-channel multipliers and shifts (int32 each) of a convolution's output channels."""
+    """Per-channel multipliers and shifts (int32 each) of a convolution's output channels
+    (TRANSPOSE_CONV allocates them for float models too)."""
     weights = model.tensors[op.inputs[1]]
-    if op.name == "TRANSPOSE_CONV" and model.tensors[op.outputs[0]].dtype == "float32":
-        return []
     if op.name == "FULLY_CONNECTED":
         channels = weights.shape[0] if weights.channels > 1 else 0
     elif op.name == "DEPTHWISE_CONV_2D":
@@ -73,19 +72,15 @@ def _per_channel(model, op):
     return [4 * channels] * 2 if channels else []
 
 
-def _unitemised(model, op):
-    """16 bytes more per operator, measured, that the recording allocator does not itemise."""
-    return [16]
-
-
 def _inputs_scratch(model, op):
     """A pointer per input (ADD_N)."""
     return [8 * len(op.inputs)]
 
 
 def _dims_scratch(model, op):
-    """Two ints per output dimension (MIRROR_PAD)."""
-    return [8 * len(_shape(model, op.outputs[0]))]
+    """Two int arrays of the input's rank, requested one by one (MIRROR_PAD's element counts
+    of the output's and of the input's dimensions)."""
+    return [4 * len(_shape(model, op.inputs[0]))] * 2
 
 
 def _reduce_scratch(model, op):
@@ -133,11 +128,27 @@ def _transpose_conv_ops(model, op):
     return 2 * _elements(model, op.inputs[2]) * math.prod(weights)
 
 
+def _int_array(rank):
+    """Bytes of a TfLiteIntArray of `rank` ints (its size, then the ints)."""
+    return 4 + 4 * rank
+
+
+def _transposed(tensor):
+    """A persistent transposed copy of `tensor`: TfLiteEvalTensor, dims, data."""
+    return [24, _int_array(len(tensor.shape)), tensor.nbytes]
+
+
 def _batch_matmul_prepare(model, op):
-    """A constant right-hand side is transposed once into a persistent tensor (TfLiteEvalTensor,
-    dims, data), besides the temporaries' structs."""
-    rhs = model.tensors[op.inputs[1]]
-    return [rhs.nbytes, 24, 16, 24, 4]
+    """In Prepare's order: the quantization struct (int8, int16), transposed copies of the
+    left-hand side (`adj_x`) and of the right-hand side (unless `adj_y`), then a writable copy
+    of the output's dims."""
+    lhs, rhs = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
+    sizes = [28] if lhs.dtype in ("int8", "int16") else []
+    if op.options.get("adj_x"):
+        sizes += _transposed(lhs)
+    if not op.options.get("adj_y"):
+        sizes += _transposed(rhs)
+    return sizes + [_int_array(len(_shape(model, op.outputs[0])))]
 
 
 def _batch_matmul_ops(model, op):
@@ -207,7 +218,7 @@ KERNELS = {
     "EXPAND_DIMS": Kernel(ops=_zero), "TRANSPOSE": Kernel(ops=_zero), "SLICE": Kernel(ops=_zero),
     "REVERSE_V2": Kernel(ops=_zero),
     "STRIDED_SLICE": Kernel((24, 4), 84, ops=_zero),
-    "MIRROR_PAD": Kernel(None, 20, _unitemised, _dims_scratch, _zero),
+    "MIRROR_PAD": Kernel((4, 4), 20, scratch=_dims_scratch, ops=_zero),
     "RESIZE_NEAREST_NEIGHBOR": Kernel((2, 1)), "RESIZE_BILINEAR": Kernel((2, 1)),
     "SQUEEZE": Kernel((36, 4), ops=_zero),
     "SPACE_TO_DEPTH": Kernel((4, 4), 20, ops=_zero),
@@ -230,9 +241,8 @@ KERNELS = {
     "DYNAMIC_UPDATE_SLICE": Kernel(ops=_zero), "FILL": Kernel(ops=_zero),
     "BROADCAST_ARGS": Kernel(ops=_zero), "BROADCAST_TO": Kernel(ops=_zero),
     "REDUCE_ALL": Kernel((1, 1), 44, scratch=_reduce_scratch, ops=_input_ops),
-    "BATCH_MATMUL": Kernel(None, 48, _batch_matmul_prepare, ops=_batch_matmul_ops),
+    "BATCH_MATMUL": Kernel((3, 1), 32, _batch_matmul_prepare, ops=_batch_matmul_ops),
     "SVDF": Kernel((12, 4), 36, scratch=_svdf_scratch, ops=_svdf_ops),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Kernel((16, 4), 688, scratch=_lstm_scratch, ops=_lstm_ops),
-    "TRANSPOSE_CONV": Kernel(None, 88, lambda model, op: _per_channel(model, op) + [16],
-                             _out_scratch, _transpose_conv_ops),
+    "TRANSPOSE_CONV": Kernel((20, 4), 88, _per_channel, _out_scratch, _transpose_conv_ops),
 }
