@@ -302,9 +302,14 @@ def memory_per_operator(info):
 
     buffers, offsets, _ = planner.plan_activations(info)
     persistent = planner.persistent_bytes(info)
-    return [persistent + max([o + b[0] for b, o in zip(buffers, offsets)
-                              if b[1] <= step <= b[2]], default=0)
-            for step in range(1, len(info.operators) + 1)]
+
+    def top(step):
+        return max([o + b[0] for b, o in zip(buffers, offsets) if b[1] <= step <= b[2]],
+                   default=0)
+
+    # A control flow operator spans the steps of the subgraphs it runs.
+    return [persistent + max(top(step) for step in range(first, last + 1))
+            for first, last in planner.operator_steps(info)]
 
 
 def plot_memory(info, arena_budget, measured_arena, path):

@@ -387,3 +387,89 @@ VARIANTS = {
     "BATCH_MATMUL float adj_x adj_y, two activations": lambda b: batch_matmul(
         b, dtype="float32", adj_x=True, adj_y=True, constant=False),
 }
+
+
+# Models of several subgraphs: control flow (IF, WHILE, CALL_ONCE) and resource variables
+# (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE). Each maker builds every subgraph, closing all
+# but the last, and returns the last one's inputs and outputs.
+def _relu_subgraph(b, ops=1):
+    """A subgraph x -> RELU (-> ABS ...) -> y of int8 activations."""
+    x = _i8(b, (1, 8, 8, 4))
+    y = x
+    for name in ["RELU", "ABS"][:ops]:
+        z = _i8(b, (1, 8, 8, 4))
+        b.op(name, [y], [z])
+        y = z
+    return [x], [y]
+
+
+def if_model(b, twice=False):
+    """IF between two subgraphs; `twice`: a second IF runs them again, the other way round."""
+    c, x, y = b.tensor((), "bool"), _i8(b, (1, 8, 8, 4)), _i8(b, (1, 8, 8, 4))
+    b.op("IF", [c, x], [y], thenSubgraphIndex=1, elseSubgraphIndex=2)
+    if twice:
+        z = _i8(b, (1, 8, 8, 4))
+        b.op("IF", [c, y], [z], thenSubgraphIndex=2, elseSubgraphIndex=1)
+        y = z
+    b.subgraph([c, x], [y])
+    b.subgraph(*_relu_subgraph(b))
+    return _relu_subgraph(b, ops=2)
+
+
+def while_model(b, twice=False):
+    """WHILE i < 3: i += 1, x = RELU(x); `twice`: a second WHILE runs the same subgraphs."""
+    i, x = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4))
+    i_out, y = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4))
+    b.op("WHILE", [i, x], [i_out, y], condSubgraphIndex=1, bodySubgraphIndex=2)
+    if twice:
+        i2, z = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4))
+        b.op("WHILE", [i_out, y], [i2, z], condSubgraphIndex=1, bodySubgraphIndex=2)
+        i_out, y = i2, z
+    b.subgraph([i, x], [i_out, y])
+    i, x, c = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4)), b.tensor((), "bool")
+    b.op("LESS", [i, _const(b, 3)], [c])
+    b.subgraph([i, x], [c])
+    i, x = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4))
+    i2, y = b.tensor((), "int32"), _i8(b, (1, 8, 8, 4))
+    b.op("ADD", [i, _const(b, 1)], [i2])
+    b.op("RELU", [x], [y])
+    return [i, x], [i2, y]
+
+
+def variables_model(b, names=("state",), shape=(1, 8, 8, 4), reads=1, assigns=1):
+    """State kept in resource variables, as the converter writes tf.Variable updates: CALL_ONCE
+    runs a subgraph that assigns their initial values, then each is read, added to and
+    assigned."""
+    x = _f32(b, shape)
+    b.op("CALL_ONCE", [], [], initSubgraphIndex=1)
+    y = x
+    for name in names:
+        r = b.tensor((), "resource")
+        b.op("VAR_HANDLE", [], [r], container="", sharedName=name)
+        for _ in range(reads):
+            v = _f32(b, shape)
+            b.op("READ_VARIABLE", [r], [v])
+        z = _f32(b, shape)
+        b.op("ADD", [v, y], [z])
+        y = z
+        for _ in range(assigns):
+            b.op("ASSIGN_VARIABLE", [r, y], [])
+    b.subgraph([x], [y])
+    for name in names:
+        r = b.tensor((), "resource")
+        b.op("VAR_HANDLE", [], [r], container="", sharedName=name)
+        b.op("ASSIGN_VARIABLE", [r, b.tensor(shape, "float32", data=np.zeros(shape))], [])
+    return [], []
+
+
+SUBGRAPH_MAKERS = {
+    "IF": if_model,
+    "IF twice over the same subgraphs": lambda b: if_model(b, twice=True),
+    "WHILE": while_model,
+    "WHILE twice over the same subgraphs": lambda b: while_model(b, twice=True),
+    "resource variable": variables_model,
+    "resource variable read and assigned twice": lambda b: variables_model(
+        b, reads=2, assigns=2),
+    "three resource variables": lambda b: variables_model(b, names=("a", "b", "c")),
+    "small resource variable": lambda b: variables_model(b, shape=(1, 3)),
+}

@@ -17,7 +17,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 _TYPES = {"float32": schema.TensorType.FLOAT32, "int8": schema.TensorType.INT8,
           "int16": schema.TensorType.INT16, "int32": schema.TensorType.INT32,
           "int64": schema.TensorType.INT64, "bool": schema.TensorType.BOOL,
-          "uint8": schema.TensorType.UINT8}
+          "uint8": schema.TensorType.UINT8, "resource": schema.TensorType.RESOURCE}
 _NUMPY = {"float32": np.float32, "int8": np.int8, "int16": np.int16, "int32": np.int32,
           "int64": np.int64, "bool": np.bool_, "uint8": np.uint8}
 
@@ -51,10 +51,25 @@ def _options_name(op):
 
 
 class Builder:
-    """Collects tensors and operators of one subgraph, then packs a flatbuffer."""
+    """Collects tensors and operators subgraph by subgraph, then packs a flatbuffer.
+
+    The first subgraph is the model's; `subgraph` closes one and starts the next, whose index
+    control flow operators (IF, WHILE, CALL_ONCE) name in their options.
+    """
 
     def __init__(self):
         self.tensors, self.buffers, self.operators, self.codes = [], [schema.BufferT()], [], []
+        self.graphs = []
+
+    def subgraph(self, inputs, outputs):
+        """Closes the current subgraph with its `inputs` and `outputs` (tensor indices in it)
+        and starts the next; returns the index of the next."""
+        graph = schema.SubGraphT()
+        graph.tensors, graph.operators = self.tensors, self.operators
+        graph.inputs, graph.outputs = list(inputs), list(outputs)
+        self.graphs.append(graph)
+        self.tensors, self.operators = [], []
+        return len(self.graphs)
 
     def tensor(self, shape, dtype="int8", data=None, scale=None, zero_point=0, variable=False,
                name=None, axis=0):
@@ -93,6 +108,8 @@ class Builder:
             o.builtinOptionsType = getattr(schema.BuiltinOptions, kind)
             table = getattr(schema, kind + "T")()
             for key, value in options.items():
+                if isinstance(value, str):
+                    value = value.encode()
                 if not hasattr(table, key):
                     raise AttributeError(f"{kind} has no field {key!r}")
                 setattr(table, key, value)
@@ -102,15 +119,13 @@ class Builder:
         self.operators.append(o)
 
     def build(self, inputs, outputs):
-        """The flatbuffer's bytes, with the given subgraph inputs and outputs."""
+        """The flatbuffer's bytes, the last subgraph closed with `inputs` and `outputs`."""
         import flatbuffers
 
-        graph = schema.SubGraphT()
-        graph.tensors, graph.operators = self.tensors, self.operators
-        graph.inputs, graph.outputs = list(inputs), list(outputs)
+        self.subgraph(inputs, outputs)
         model = schema.ModelT()
         model.version = 3
-        model.subgraphs, model.buffers = [graph], self.buffers
+        model.subgraphs, model.buffers = self.graphs, self.buffers
         model.operatorCodes = []
         for code in self.codes:
             c = schema.OperatorCodeT()

@@ -62,7 +62,8 @@ def model_operators(model):
     """
     if not isinstance(model, tflite_file.ModelInfo):
         model = estimate.read_model_info(model)
-    return list(dict.fromkeys(op.name for op in model.operators))
+    return list(dict.fromkeys(op.name for graph in model.all_subgraphs()
+                              for op in graph.operators))
 
 
 def resolver_calls(operators):

@@ -73,7 +73,10 @@ class Estimate:
         planned_bytes: The arena head, activations and scratch buffers as planned.
         persistent_bytes: The arena tail, allocations that live as long as the interpreter.
         ops: Operations per inference (2 per multiply-accumulate).
-        layers: A `Layer` per operator, in execution order.
+        layers: A `Layer` per operator of the model's own subgraph, in execution order (the
+            operators of the subgraphs that IF, WHILE and CALL_ONCE run are planned in the
+            arena, but their ops are not counted: a WHILE runs its body an unknown number of
+            times).
         peak_layer: Index of the layer at which the most arena head is in use.
         peak_tensors: (name, bytes) of the activations alive at that layer.
     """
@@ -99,14 +102,15 @@ def check_supported(info, name="model"):
         UnknownOperatorError: Naming every unsupported operator (and tensor type), not just the
             first.
     """
-    unknown = {op.name for op in info.operators if op.name not in KERNELS}
+    unknown = {op.name for graph in info.all_subgraphs() for op in graph.operators
+               if op.name not in KERNELS}
     if unknown:
         codes = sorted(n for n in unknown if isinstance(n, str)) + [
             f"builtin operator code {n}" for n in sorted(n for n in unknown if isinstance(n, int))]
         raise errors.UnknownOperatorError(
             f"Unsupported operator{'s' * (len(codes) > 1)} in {name!r}: expected operators "
             f"that TFLite Micro's kernels register, received {', '.join(codes)}.")
-    types = sorted({str(t.dtype) for t in info.tensors
+    types = sorted({str(t.dtype) for graph in info.all_subgraphs() for t in graph.tensors
                     if t.dtype not in tflite_file.tensor_types()})
     if types:
         raise errors.UnknownOperatorError(
@@ -147,7 +151,7 @@ def read_model_info(model):
         model: TFLite flatbuffer bytes, or the path of a `.tflite` file.
 
     Returns:
-        A `ModelInfo` of the model's first subgraph.
+        A `ModelInfo` of the model.
 
     Raises:
         InvalidModelFileError: The file is missing, not a TFLite flatbuffer, or truncated or

@@ -245,4 +245,15 @@ KERNELS = {
     "SVDF": Kernel((12, 4), 36, scratch=_svdf_scratch, ops=_svdf_ops),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Kernel((16, 4), 688, scratch=_lstm_scratch, ops=_lstm_ops),
     "TRANSPOSE_CONV": Kernel((20, 4), 88, _per_channel, _out_scratch, _transpose_conv_ops),
+    # Control flow: the subgraphs they run are planned with the model's (planner.py). Their
+    # ops are the subgraphs', not counted here (a WHILE runs its body an unknown number of times).
+    "IF": Kernel((8, 4), 8, ops=_zero),
+    "WHILE": Kernel((8, 4), 8, ops=_zero),
+    "CALL_ONCE": Kernel(None, 8, ops=_zero),
+    # Resource variables: the interpreter's table of them, and each one's buffer (allocated by
+    # its first ASSIGN_VARIABLE), are in planner.py. ASSIGN_VARIABLE's OpData is the
+    # compression build's (a scratch buffer index), as PyPI `tflite-micro` ships it.
+    "VAR_HANDLE": Kernel((16, 8), 4, ops=_zero),
+    "READ_VARIABLE": Kernel(ops=_zero),
+    "ASSIGN_VARIABLE": Kernel(None, 4, ops=_zero),
 }

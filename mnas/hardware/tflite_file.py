@@ -67,8 +67,23 @@ class OperatorInfo:
 
 
 @dataclasses.dataclass
+class SubgraphInfo:
+    """One subgraph of a TFLite model: its tensors, operators, inputs and outputs."""
+
+    tensors: list
+    operators: list
+    inputs: tuple
+    outputs: tuple
+
+
+@dataclasses.dataclass
 class ModelInfo:
-    """The parts of a TFLite model that the estimates need (its first subgraph)."""
+    """The parts of a TFLite model that the estimates need.
+
+    `tensors`, `operators`, `inputs` and `outputs` are those of the first subgraph, the model's
+    own; `subgraphs` holds every subgraph (the first included), which control flow operators
+    (IF, WHILE, CALL_ONCE) name by index. A model of one subgraph may leave it empty.
+    """
 
     tensors: list
     operators: list
@@ -76,6 +91,12 @@ class ModelInfo:
     outputs: tuple
     num_subgraphs: int
     tflite_bytes: int
+    subgraphs: tuple = ()
+
+    def all_subgraphs(self):
+        """Every subgraph as a `SubgraphInfo`, the first being the model's own."""
+        return self.subgraphs or (
+            SubgraphInfo(self.tensors, self.operators, self.inputs, self.outputs),)
 
 
 def tensor_bytes(shape, dtype):
@@ -90,7 +111,6 @@ class _Corrupt(Exception):
 # What the generated reader raises on offsets outside the file (or values out of range).
 _READ_ERRORS = (_Corrupt, struct.error, IndexError, TypeError, ValueError, OverflowError)
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
-_NOT_OPTIONS = ("Init", "GetRootAs")
 
 
 def _length(n, size, what):
@@ -104,7 +124,7 @@ def _length(n, size, what):
 def _option_getters(cls):
     """(snake_case name, getter name) of the scalar fields of a generated options class."""
     return tuple((_SNAKE.sub("_", attr).lower(), attr) for attr in dir(cls)
-                 if attr[0].isupper() and not attr.startswith(_NOT_OPTIONS)
+                 if attr[0].isupper() and attr != "Init" and not attr.startswith("GetRootAs")
                  and not attr.endswith(("Length", "IsNone", "AsNumpy"))
                  and "BufferHasIdentifier" not in attr
                  and getattr(cls, attr).__code__.co_argcount == 1)
@@ -122,7 +142,9 @@ def _options(op):
     out = {}
     for key, attr in _option_getters(cls):
         value = getattr(options, attr)()
-        if isinstance(value, (int, float, bool)):
+        if isinstance(value, bytes):  # A name (VAR_HANDLE's shared name, ...).
+            value = value.decode("utf-8", errors="replace")
+        if isinstance(value, (int, float, bool, str)):
             out[key] = value
     return out
 
@@ -155,9 +177,11 @@ def _parse(data):
     for i in range(_length(model.MetadataLength(), size, "the metadata")):
         if model.Metadata(i).Buffer() >= len(buffers):
             raise _Corrupt("a metadata entry names a buffer that does not exist")
-    graphs = [_parse_subgraph(model.Subgraphs(i), codes, buffers, size) for i in range(n_graphs)]
-    tensors, operators, inputs, outputs = graphs[0]
-    return ModelInfo(tensors, operators, inputs, outputs, n_graphs, size)
+    graphs = tuple(SubgraphInfo(*_parse_subgraph(model.Subgraphs(i), codes, buffers, size))
+                   for i in range(n_graphs))
+    main = graphs[0]
+    return ModelInfo(main.tensors, main.operators, main.inputs, main.outputs, n_graphs, size,
+                     graphs)
 
 
 def _parse_tensor(t, index, buffers, size):
@@ -239,7 +263,7 @@ def parse_model(data, name="model"):
         name: Label of the model in error messages. Defaults to `"model"`.
 
     Returns:
-        A `ModelInfo` of the model's first subgraph.
+        A `ModelInfo` of the model (its first subgraph, and every subgraph in `subgraphs`).
 
     Raises:
         InvalidModelFileError: The bytes are not a TFLite flatbuffer, or are truncated or
