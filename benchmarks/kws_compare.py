@@ -89,12 +89,12 @@ def _run(config, log):
 
 def _widest_arch(config, path):
     """Writes the widest architecture of the space that fits the config's budget to `path`."""
-    from mnas import arch, blackbox, derivation, job
+    from mnas import arch, blackbox, derivation, job, runconfig
 
     space = job._space(config)  # noqa: SLF001
     supernet = space.build()
-    targets = job._regularizer(config, job.target_device(config)).targets  # noqa: SLF001
-    picks, _ = blackbox.widest_within(supernet, targets, job.target_device(config),
+    targets = job._regularizer(config, runconfig.target_device(config)).targets  # noqa: SLF001
+    picks, _ = blackbox.widest_within(supernet, targets, runconfig.target_device(config),
                                       space.backbone)
     with derivation.fixed_choices(supernet, picks):
         spec = arch.derive(supernet, name="kws_widest")
@@ -123,8 +123,9 @@ def _published_fit(folder, report, budget):
         import dataclasses
 
         device = dataclasses.replace(device, sram_bytes=sram)
+    # The device's per-operator latency over the flatbuffer, as the job's own fit check.
     fit = export.check_fit(os.path.join(folder, "model.tflite"), device,
-                           report["measured"]["arena_bytes"], ops=report["measured"]["ops"],
+                           report["measured"]["arena_bytes"],
                            backbone=report["architecture"].get("backbone") or "default",
                            latency_budget_ms=latency)
     return fit.fits, fit.latency_ms
