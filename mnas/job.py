@@ -24,14 +24,16 @@ import time
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, devices, errors, export, plots
-from mnas import search_spaces, tflm
+from mnas import arch, callbacks, checkpoints, datasets, devices, distribute, errors, export
+from mnas import plots, search_spaces, tflm
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 TASKS = ("kws", "vww", "ad")
 QUANTIZATION = ("qat", "ptq")
 # Settings that change no result: a run may resume with other values of these.
-_COSMETIC = ("verbose",)
+_COSMETIC = ("verbose", "cache_dir")
+# Stages that train, and so run under the distribution strategy.
+_DISTRIBUTED = ("search", "train")
 
 
 @dataclasses.dataclass
@@ -70,6 +72,9 @@ class Config:
     calibration_samples: int = 200
     seed: int = 0
     verbose: int = 1
+    cache_dir: str | None = None
+    max_per_class: int | None = None
+    strategy: str = "default"
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -117,6 +122,7 @@ class _Run:
         self.state_path = os.path.join(self.out, "state.json")
         self.state = self._load_state()
         self.data = None
+        self.strategy = None
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
@@ -159,6 +165,8 @@ class _Run:
             options = {"image_size": config.image_size, "grayscale": config.grayscale}
         elif config.task == "ad" and config.machine:
             options = {"machine": config.machine}
+        options.update({k: getattr(config, k) for k in ("cache_dir", "max_per_class")
+                        if getattr(config, k) is not None})
         started = time.time()
         splits = {name: datasets.load_split(config.task, config.data_dir, name, **options)
                   for name in datasets.SPLITS}
@@ -168,11 +176,17 @@ class _Run:
         self.data = splits
         return splits
 
-    def _training_batches(self, train):
+    def _training_batches(self, train, initial_epoch=0, epochs=None):
+        """Training batches; with `epochs`, epochs `initial_epoch`.. each fixed by the seed."""
         config = self.config
         options = {"mixup": config.mixup} if config.task == "ad" else {}
-        return datasets.training_dataset(config.task, train, config.batch_size, config.seed,
-                                         augment=config.augment, **options)
+        batches = datasets.training_dataset(config.task, train, config.batch_size, config.seed,
+                                            augment=config.augment, epochs=epochs,
+                                            initial_epoch=initial_epoch, **options)
+        return distribute.shard_by_data(batches)
+
+    def _validation(self, splits):
+        return np.asarray(splits["validation"].x), self._labels(splits["validation"])
 
     def _labels(self, split):
         """Labels in the form the loss takes: one-hot when mixup mixes them."""
@@ -211,9 +225,9 @@ class _Run:
             checkpoints.EpochCheckpoint(checkpoint_dir, variables),
         ]
         if initial < epochs:
-            model.fit(self._training_batches(splits["train"]), epochs=epochs,
-                      initial_epoch=initial,
-                      validation_data=(splits["validation"].x, self._labels(splits["validation"])),
+            model.fit(self._training_batches(splits["train"], initial, epochs), epochs=epochs,
+                      initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(),
+                      validation_data=self._validation(splits),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
         else:  # All epochs were done: only the weights are needed.
             checkpoint = fit_callbacks[-1]
@@ -290,12 +304,13 @@ class _Run:
             initial = checkpoints.resume_epoch(os.path.join(folder, "checkpoint"))
             model = export.quantize_qat(
                 model, self._training_batches(splits["train"]), config.qat_epochs,
-                validation_data=(splits["validation"].x, self._labels(splits["validation"])),
+                validation_data=self._validation(splits),
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
                 initial_epoch=initial, verbose=self._fit_verbosity(), callbacks=[
                     keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
                     checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"))])
-        tflite = export.convert_int8(model, splits["train"].x,
+        tflite = export.convert_int8(model, _calibration(splits["train"].x,
+                                                         config.calibration_samples),
                                      num_samples=config.calibration_samples)
         export.write_c_sources(tflite, self.out, labels=list(splits["train"].labels))
         _say(f"model.tflite: {len(tflite):,} bytes; model_data.cc, model_data.h written")
@@ -306,7 +321,8 @@ class _Run:
         _header("verify", f"int8 model in the TFLite Micro interpreter, {len(test)} test "
                           f"examples")
         data = tflm.read_model(self.path("model.tflite"))
-        verification = export.verify(data, test.x, test.y, float_model=self.float_model())
+        verification = export.verify(data, np.asarray(test.x), test.y,
+                                     float_model=self.float_model())
         usage = tflm.arena_usage(data)
         fit = export.check_fit(data, self.device, usage.total_bytes,
                                backbone=self.spec().backbone or "default",
@@ -349,6 +365,14 @@ class _Run:
                                      backbone=spec.backbone or "default", extra=extra)
         written = plots.plot_run(self.out, spec, {k: v for k, v in report["budget"].items()})
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
+
+
+def _calibration(x, samples):
+    """The training examples that calibrate the int8 ranges: the draw `export.convert_int8`
+    makes from the whole set, read from the (possibly memory-mapped) features alone."""
+    if len(x) <= samples:
+        return np.asarray(x)
+    return x[np.sort(np.random.default_rng(0).choice(len(x), samples, replace=False))]
 
 
 def _save_model(model, path):
@@ -396,8 +420,15 @@ def run(config, flagfile=None):
         MnasError: An unknown device or architecture, an unreachable budget, a missing
             dataset, an unwritable output directory, or an output directory of another run.
     """
+    strategy = distribute.get_strategy(config.strategy)
+    if config.strategy == "multi_worker" and not distribute.is_chief():
+        # Other workers train in step with the chief and keep their files apart.
+        task_type, index, _ = distribute.worker()
+        config = dataclasses.replace(
+            config, out_dir=os.path.join(config.out_dir, f"{task_type}-{index}"))
     check_out_dir(config.out_dir)
     job = _Run(config)
+    job.strategy = strategy
     if flagfile is not None:
         export.write_atomic(job.path("flags.txt"), flagfile)
     check_budget(config)
@@ -408,7 +439,11 @@ def run(config, flagfile=None):
             _say(f"=== {stage}: done before, skipped ===")
             continue
         started = time.time()
-        getattr(job, stage)()
+        if stage in _DISTRIBUTED:
+            with strategy.scope():
+                getattr(job, stage)()
+        else:
+            getattr(job, stage)()
         job.finish(stage, time.time() - started)
     with open(job.path("report.json")) as f:
         return json.load(f)

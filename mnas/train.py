@@ -84,9 +84,17 @@ def define_flags():
                          "samples that calibrate the int8 ranges.")
     flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
     flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
+    flags.DEFINE_string("cache_dir", None, "Folder of the feature cache. Defaults to "
+                        "$MNAS_CACHE_DIR, else ~/.cache/mnas (never inside the dataset).")
+    flags.DEFINE_integer("max_per_class", None, "Keep at most this many examples of each "
+                         "class (AD: clips per machine ID), for a quick run on a subset.")
+    flags.DEFINE_enum("strategy", defaults.strategy, ("default", "mirrored", "multi_worker"),
+                      "tf.distribute strategy of search and training: one device, all local "
+                      "GPUs, or the workers that TF_CONFIG names (global batch split across "
+                      "replicas).")
 
     for name in ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks"):
+                 "calibration_samples", "max_width", "num_blocks", "max_per_class"):
         flags.register_validator(name, lambda v: v is None or v >= 1,
                                  message=f"--{name} must be at least 1.")
     for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):

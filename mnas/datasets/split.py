@@ -3,7 +3,7 @@
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -25,19 +25,24 @@ class Split:
         clip: AD only: the index of each window's source clip in `files`.
         anomaly: AD only: True for windows of anomalous clips.
         files: the source file of each example (AD: of each clip; KWS silence: the noise file).
-        augmenter: KWS train only: a function `(copies, seed) -> float32 (copies, N, H, W, C)`
-            giving features of waveform-augmented copies, used by `training_dataset`.
+        entry: the `cache.Entry` the features are streamed from (arrays "x" as stored, "y").
+        extras: what the task's training pipeline needs besides the examples (KWS: feature
+            settings, augmentation, noise spectra).
+
+    `x` may be a `cache.Sharded` array read by memory map: index it, or `np.asarray(x)` to
+    read it all into memory.
     """
 
     task: str
     name: str
-    x: np.ndarray
+    x: Any
     y: np.ndarray
     labels: tuple
     clip: Optional[np.ndarray] = None
     anomaly: Optional[np.ndarray] = None
     files: tuple = ()
-    augmenter: Optional[Callable] = dataclasses.field(default=None, repr=False)
+    entry: Any = dataclasses.field(default=None, repr=False)
+    extras: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __len__(self):
         return len(self.y)
@@ -54,6 +59,14 @@ def check_split(split):
         raise ValueError(
             f"Invalid value for `split`: expected one of {SPLITS}, received {split!r}."
         )
+
+
+def check_max_per_class(value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(
+            f"Invalid value for `max_per_class`: expected a positive integer or None, received "
+            f"{value!r}.")
 
 
 def unit_hash(text):
