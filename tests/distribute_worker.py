@@ -1,0 +1,63 @@
+"""A short supernet search under a tf.distribute strategy, run in its own process.
+
+Used by tests/test_distribute.py: `python distribute_worker.py <strategy> <out.json> [ckpt]`.
+"mirrored" splits the CPU into two logical devices and searches under MirroredStrategy, then
+on one device; "multi_worker" reads TF_CONFIG. Writes the strengths per replica, the
+temperatures, the derived widths and the expected costs as JSON.
+"""
+
+import json
+import sys
+
+import mnas  # noqa: F401  (first: tf.keras is Keras 2)
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mnas import distribute, search_spaces
+
+EPOCHS, BATCH, EXAMPLES = 3, 32, 128
+
+
+def search(strategy, checkpoint_dir=None):
+    """Searches, and returns what the test compares."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 12, EXAMPLES).astype("int32")
+    x = (rng.normal(size=(EXAMPLES, 49, 10, 1)) + y[:, None, None, None] / 4).astype("float32")
+    data = distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH))
+    with strategy.scope():
+        model = search_spaces.get("kws", max_width=32, num_blocks=3, steps=4).build(
+            temperature=5.0)
+        regularizer = mnas.ResourceRegularizer(
+            sram_bytes=11000, flash_bytes=6500, warmup_epochs=1, temperature=(5.0, 1.0))
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    extra = [mnas.EpochCheckpoint(checkpoint_dir, regularizer.state_variables)] if (
+        checkpoint_dir) else []
+    model.fit(data, epochs=EPOCHS, callbacks=[regularizer] + extra, verbose=0)
+    strengths = {k: [float(v) for v in strategy.experimental_local_results(s)]
+                 for k, s in regularizer.state_variables.items()}
+    temperatures = sorted({float(t) for layer in mnas.searchable_layers(model)
+                           for t in strategy.experimental_local_results(layer.temperature)})
+    expected = mnas.expected_costs(model).numpy()
+    return {"replicas": strategy.num_replicas_in_sync, "strengths": strengths,
+            "temperatures": temperatures, "widths": mnas.derive(model).widths(),
+            "sram": float(expected.sram_bytes), "flash": float(expected.flash_bytes),
+            "ops": float(expected.ops)}
+
+
+def main(name, out, checkpoint_dir=None):
+    if name == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        result = {"mirrored": search(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+                  "single": search(tf.distribute.get_strategy())}
+    else:
+        result = {name: search(distribute.get_strategy(name), checkpoint_dir)}
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
