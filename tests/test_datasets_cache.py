@@ -83,6 +83,6 @@ def test_interrupted_computation_leaves_no_entry(tmp_path):
 def test_default_cache_dir_is_outside_the_dataset(tmp_path, monkeypatch):
     monkeypatch.delenv("MNAS_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache.default_cache_dir(tmp_path / "data") == tmp_path / "xdg" / "mnas"
+    assert cache.default_cache_dir() == tmp_path / "xdg" / "mnas"
     monkeypatch.setenv("MNAS_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert cache.default_cache_dir() == tmp_path / "elsewhere"

@@ -102,7 +102,7 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, ma
     Args:
         data_dir: the dataset folder (layout in `LAYOUT`).
         split: "train", "validation" (normal clips carved from train/) or "test".
-        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir`.
+        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir()`.
         machine: the machine-type folder, when `data_dir` holds several.
         validation_share: share of train/ clips used for validation. Defaults to 0.1.
         max_per_class: keep at most this many clips of each machine ID (and, in the test

@@ -28,14 +28,12 @@ SHARD_EXAMPLES = 8192
 _META = "meta.json"
 
 
-def default_cache_dir(data_dir=None):
+def default_cache_dir():
     """Where features are cached when no `cache_dir` is given.
 
     `$MNAS_CACHE_DIR` if set, else `$XDG_CACHE_HOME/mnas` (`~/.cache/mnas`): never inside the
-    dataset, which may be read-only or shared. `data_dir` is accepted for callers that pass
-    it and is not used.
+    dataset, which may be read-only or shared.
     """
-    del data_dir
     if os.environ.get("MNAS_CACHE_DIR"):
         return Path(os.environ["MNAS_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -87,7 +87,7 @@ def load(data_dir, split, cache_dir=None, image_size=96, grayscale=False,
     Args:
         data_dir: the dataset folder (layout in `LAYOUT`).
         split: "train", "validation" or "test".
-        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir`.
+        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir()`.
         image_size: side of the square model input (MicroNets uses 50, 96, 128 or 160).
             Defaults to 96.
         grayscale: one channel instead of RGB. Defaults to False.
