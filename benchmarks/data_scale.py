@@ -122,8 +122,8 @@ def train(split, epochs, batch_size, seed, in_memory=False):
     model = mnas.build(mnas.get_architecture("ds_cnn_s"))
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                   ["accuracy"])
-    batches = datasets.training_dataset("kws", split, batch_size, seed, epochs=epochs,
-                                        in_memory=in_memory)
+    with datasets.over_epochs(0, epochs):
+        batches = datasets.training_dataset("kws", split, batch_size, seed, in_memory=in_memory)
     steps = datasets.steps_per_epoch(split, batch_size)
     meter = Throughput(batch_size, skip=min(20, max(1, steps // 5)))
     model.fit(batches, epochs=epochs, steps_per_epoch=steps, callbacks=[meter], verbose=0)

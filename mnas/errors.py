@@ -34,3 +34,15 @@ class UnknownOperatorError(MnasError, ValueError):
 
 class DatasetError(MnasError, FileNotFoundError):
     """A dataset directory is missing or is not in the expected layout."""
+
+
+class RunDirectoryError(MnasError):
+    """An output directory is in use by another run, or holds a run with other settings."""
+
+
+class CorruptRunFileError(MnasError):
+    """A file of a run (state, checkpoint, output) is damaged and cannot be resumed from."""
+
+
+class DiskFullError(MnasError, OSError):
+    """A file could not be written because no space is left on its device."""

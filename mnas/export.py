@@ -146,7 +146,8 @@ def _training_arrays(data, what):
 
 
 def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, metrics=None,
-                 learning_rate=1e-4, batch_size=32, callbacks=None, initial_epoch=0, verbose=0):
+                 learning_rate=1e-4, batch_size=32, callbacks=None, initial_epoch=0, verbose=0,
+                 steps_per_epoch=None):
     """Fine-tunes a quantization-aware copy of `model` (tfmot's default 8-bit scheme).
 
     Args:
@@ -162,6 +163,8 @@ def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, 
         initial_epoch: Epoch to start from, when resuming with a callback that restores the
             QAT model's weights (e.g. `mnas.checkpoints.EpochCheckpoint`). Defaults to `0`.
         verbose: Keras `fit` verbosity. Defaults to `0`.
+        steps_per_epoch: Batches per epoch when `train_data` is a dataset holding several
+            epochs back to back. Defaults to `None` (one pass over `train_data` per epoch).
 
     Returns:
         The fine-tuned QAT model, ready for `convert_int8`.
@@ -187,7 +190,8 @@ def quantize_qat(model, train_data, epochs, *, validation_data=None, loss=None, 
                       metrics=metrics)
     if arrays is None:
         qat_model.fit(train_data, epochs=epochs, validation_data=validation_data,
-                      callbacks=callbacks, initial_epoch=initial_epoch, verbose=verbose)
+                      callbacks=callbacks, initial_epoch=initial_epoch, verbose=verbose,
+                      steps_per_epoch=steps_per_epoch)
     else:
         qat_model.fit(*arrays, batch_size=batch_size, epochs=epochs, shuffle=True,
                       validation_data=validation_data, callbacks=callbacks,

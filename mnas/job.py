@@ -20,64 +20,23 @@ import dataclasses
 import json
 import os
 import time
+import zipfile
 
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, devices, distribute, errors, export
-from mnas import plots, search_spaces, tflm
+from mnas import arch, callbacks, checkpoints, datasets, distribute, errors, export, files, plots
+from mnas import reproducible, rundir, runconfig, search_spaces, tflm
+from mnas.datasets import pipeline
+from mnas.runconfig import QUANTIZATION, TASKS, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
-TASKS = ("kws", "vww", "ad")
-QUANTIZATION = ("qat", "ptq")
-# Settings that change no result: a run may resume with other values of these.
-_COSMETIC = ("verbose", "cache_dir")
 # Stages that train, and so run under the distribution strategy.
 _DISTRIBUTED = ("search", "train")
-
-
-@dataclasses.dataclass
-class Config:
-    """Everything a run depends on. Field docs are the `mnas.train` flags' help texts."""
-
-    task: str
-    data_dir: str
-    out_dir: str
-    device: str = "STM32F446RE"
-    sram_bytes: int | None = None
-    flash_bytes: int | None = None
-    latency_ms: float | None = None
-    arch: str | None = None
-    max_width: int | None = None
-    num_blocks: int | None = None
-    width_steps: int = 10
-    image_size: int = 50
-    grayscale: bool = True
-    machine: str | None = None
-    search_epochs: int = 10
-    warmup_epochs: int = 2
-    search_learning_rate: float = 0.01
-    temperature_start: float = 5.0
-    temperature_end: float = 0.5
-    train_epochs: int = 20
-    learning_rate: float = 0.005
-    final_learning_rate: float = 1e-5
-    weight_decay: float = 0.0
-    batch_size: int = 100
-    augment: bool = True
-    mixup: float = 0.0
-    quantization: str = "qat"
-    qat_epochs: int = 2
-    qat_learning_rate: float = 1e-4
-    calibration_samples: int = 200
-    seed: int = 0
-    verbose: int = 1
-    cache_dir: str | None = None
-    max_per_class: int | None = None
-    strategy: str = "default"
-
-    def to_json(self):
-        return dataclasses.asdict(self)
+# What a run writes into its output directory (`--restart` removes these).
+OUTPUTS = ("state.json", "flags.txt", "arch.json", "model.tflite", "model_data.cc",
+           "model_data.h", "verification.json", "report.json", "report.md", "search", "train",
+           "qat", "plots", "tensorboard")
 
 
 def _say(text):
@@ -86,14 +45,6 @@ def _say(text):
 
 def _header(stage, note=""):
     _say(f"\n=== {stage}{': ' + note if note else ''} ===")
-
-
-def target_device(config):
-    """The device to fit, with the SRAM / flash sizes of `config` when it overrides them."""
-    device = devices.get_device(config.device)
-    changes = {k: getattr(config, k) for k in ("sram_bytes", "flash_bytes")
-               if getattr(config, k) is not None}
-    return dataclasses.replace(device, **changes) if changes else device
 
 
 def _space(config):
@@ -115,44 +66,27 @@ def _regularizer(config, device):
 class _Run:
     """One run's data, output folder and state."""
 
-    def __init__(self, config):
+    def __init__(self, config, device):
         self.config = config
         self.out = config.out_dir
-        self.device = target_device(config)
-        self.state_path = os.path.join(self.out, "state.json")
-        self.state = self._load_state()
+        self.device = device
+        self.state = None
         self.data = None
-        self.strategy = None
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
 
-    def _load_state(self):
-        fresh = {"config": self.config.to_json(), "finished": {}}
-        if not os.path.exists(self.state_path):
-            return fresh
-        with open(self.state_path) as f:
-            state = json.load(f)
-        before = {k: v for k, v in state["config"].items() if k not in _COSMETIC}
-        now = {k: v for k, v in self.config.to_json().items() if k not in _COSMETIC}
-        changed = sorted(k for k in now if before.get(k) != now[k])
-        if changed:
-            name = changed[0]
-            raise errors.MnasError(
-                f"Invalid value for `out_dir`: {self.out} holds a run with other settings "
-                f"({name}={before.get(name)!r}, now {now[name]!r}); use another output "
-                f"directory, or remove it to start over.")
-        return state
+    def load_state(self):
+        return rundir.State.load(self.path("state.json"), runconfig.resolved(self.config))
 
     def save_state(self):
-        self.state["config"] = self.config.to_json()
-        export.write_atomic(self.state_path, json.dumps(self.state, indent=2) + "\n")
+        self.state.save(self.config.to_json())
 
     def done(self, stage):
-        return stage in self.state["finished"]
+        return stage in self.state.finished
 
     def finish(self, stage, seconds):
-        self.state["finished"][stage] = round(seconds, 1)
+        self.state.finished[stage] = round(seconds, 1)
         self.save_state()
 
     # Data ----------------------------------------------------------------------------------
@@ -176,13 +110,13 @@ class _Run:
         self.data = splits
         return splits
 
-    def _training_batches(self, train, initial_epoch=0, epochs=None):
-        """Training batches; with `epochs`, epochs `initial_epoch`.. each fixed by the seed."""
+    def _training_batches(self, train, first, last):
+        """Epochs `first .. last - 1` of training batches, each fixed by (seed, epoch)."""
         config = self.config
         options = {"mixup": config.mixup} if config.task == "ad" else {}
-        batches = datasets.training_dataset(config.task, train, config.batch_size, config.seed,
-                                            augment=config.augment, epochs=epochs,
-                                            initial_epoch=initial_epoch, **options)
+        with pipeline.over_epochs(first, last):
+            batches = datasets.training_dataset(config.task, train, config.batch_size,
+                                                config.seed, augment=config.augment, **options)
         return distribute.shard_by_data(batches)
 
     def _validation(self, splits):
@@ -209,28 +143,38 @@ class _Run:
             return optimizer
         return keras.optimizers.Adam(schedule)
 
+    def _resume(self, stage, epochs):
+        """The epoch `stage` resumes from; its per-epoch logs are cut back to it."""
+        folder = self.path(stage)
+        initial = min(checkpoints.resume_epoch(os.path.join(folder, "checkpoint")), epochs)
+        if initial:
+            _say(f"resuming {stage} after epoch {initial} of {epochs}")
+        rundir.trim_epoch_logs(initial, [os.path.join(folder, "history.csv")],
+                               [os.path.join(folder, "architecture.jsonl")])
+        return initial
+
+    def _epoch_callbacks(self, stage, variables=None):
+        """Per-epoch randomness, history and checkpoints of a resumable `fit`."""
+        folder = self.path(stage)
+        return [keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
+                checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"), variables)]
+
     def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None):
         """`model.fit` over the training data, resumable from `stage`'s epoch checkpoints."""
         splits = self.load_data()
-        folder = self.path(stage)
-        checkpoint_dir = os.path.join(folder, "checkpoint")
-        initial = checkpoints.resume_epoch(checkpoint_dir)
-        if initial:
-            _say(f"resuming {stage} after epoch {initial} of {epochs}")
-        if initial >= epochs:
-            initial = epochs
-        fit_callbacks = list(extra_callbacks) + [
-            keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
-            keras.callbacks.TensorBoard(self.path("tensorboard", stage), write_graph=False),
-            checkpoints.EpochCheckpoint(checkpoint_dir, variables),
-        ]
+        initial = self._resume(stage, epochs)
+        history, checkpoint = self._epoch_callbacks(stage, variables)
+        fit_callbacks = [reproducible.EpochRandomness(self.config.seed, stage),
+                         *extra_callbacks, history,
+                         keras.callbacks.TensorBoard(self.path("tensorboard", stage),
+                                                     write_graph=False),
+                         checkpoint]
         if initial < epochs:
             model.fit(self._training_batches(splits["train"], initial, epochs), epochs=epochs,
                       initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(),
                       validation_data=self._validation(splits),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
         else:  # All epochs were done: only the weights are needed.
-            checkpoint = fit_callbacks[-1]
             checkpoint.set_model(model)
             checkpoint.on_train_begin()
 
@@ -240,7 +184,7 @@ class _Run:
         return 1 if os.isatty(1) else 2
 
     def _steps_per_epoch(self):
-        return int(np.ceil(len(self.load_data()["train"]) / self.config.batch_size))
+        return pipeline.steps_per_epoch(len(self.load_data()["train"]), self.config.batch_size)
 
     # Stages --------------------------------------------------------------------------------
     def search(self):
@@ -248,7 +192,7 @@ class _Run:
         if config.arch:
             spec = arch.get_architecture(config.arch)
             _header("search", f"skipped, training the given architecture {spec.name}")
-            export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
+            files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
         supernet = space.build(temperature=config.temperature_start)
@@ -263,24 +207,23 @@ class _Run:
                   variables=regularizer.state_variables)
         argmax = arch.derive(supernet)
         spec, values = regularizer.derive(supernet, name=f"{config.task}_searched")
-        export.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
+        files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
         _say(f"argmax architecture: widths {argmax.widths()}; derived within the targets: "
              f"widths {spec.widths()}, " + ", ".join(
                  f"{k} {v:,.0f}/{regularizer.targets[k]:,.0f}" for k, v in values.items()
                  if k in regularizer.targets))
 
     def spec(self):
-        return arch.ArchSpec.load(self.path("arch.json"))
+        path = self.path("arch.json")
+        try:
+            return arch.ArchSpec.load(path)
+        except (ValueError, KeyError, TypeError) as e:
+            raise errors.CorruptRunFileError(
+                f"Damaged architecture {path} ({str(e)[:80]}); {rundir.RESTART_HINT}.") from None
 
     def train(self):
         config = self.config
         spec = self.spec()
-        splits = self.load_data()
-        if tuple(spec.input_shape) != tuple(splits["train"].x.shape[1:]):
-            raise errors.MnasError(
-                f"Invalid value for `arch`: expected an architecture taking the data's input "
-                f"{tuple(splits['train'].x.shape[1:])}, received one taking "
-                f"{tuple(spec.input_shape)}.")
         _header("train", f"{spec.name}, {config.train_epochs} epochs")
         model = arch.build(spec)
         model.compile(self._optimizer(config.learning_rate, config.final_learning_rate,
@@ -290,7 +233,15 @@ class _Run:
         _save_model(model, self.path("train", "model.keras"))
 
     def float_model(self):
-        model = keras.models.load_model(self.path("train", "model.keras"), compile=False)
+        path = self.path("train", "model.keras")
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            if files.is_disk_full(e):
+                raise
+            raise errors.CorruptRunFileError(
+                f"Damaged model {path} ({str(e).splitlines()[0][:80]}); remove it and its "
+                f"stage's checkpoints, or {rundir.RESTART_HINT}.") from None
         model.compile(loss=self._loss(), metrics=["accuracy"])
         return model
 
@@ -300,15 +251,15 @@ class _Run:
         splits = self.load_data()
         _header("quantize", f"{config.quantization.upper()} to int8, TFLite conversion")
         if config.quantization == "qat":
-            folder = self.path("qat")
-            initial = checkpoints.resume_epoch(os.path.join(folder, "checkpoint"))
+            initial = self._resume("qat", config.qat_epochs)
             model = export.quantize_qat(
-                model, self._training_batches(splits["train"]), config.qat_epochs,
+                model, self._training_batches(splits["train"], initial, config.qat_epochs),
+                config.qat_epochs, steps_per_epoch=self._steps_per_epoch(),
                 validation_data=self._validation(splits),
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
-                initial_epoch=initial, verbose=self._fit_verbosity(), callbacks=[
-                    keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
-                    checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"))])
+                initial_epoch=initial, verbose=self._fit_verbosity(),
+                callbacks=[reproducible.EpochRandomness(config.seed, "qat"),
+                           *self._epoch_callbacks("qat")])
         tflite = export.convert_int8(model, _calibration(splits["train"].x,
                                                          config.calibration_samples),
                                      num_samples=config.calibration_samples)
@@ -336,7 +287,7 @@ class _Run:
                 "float": datasets.anomaly_auc(verification.float_outputs, test),
                 "int8": datasets.anomaly_auc(
                     verification.int8_outputs.reshape(len(test), -1), test)}
-        export.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
+        files.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
         _say(f"{verification.metric}: float {verification.float:.4f}, int8 "
              f"{verification.int8:.4f}; arena {usage.total_bytes:,} bytes; "
              f"{'fits' if fit.fits else 'DOES NOT FIT: ' + '; '.join(fit.failures)} "
@@ -344,12 +295,11 @@ class _Run:
 
     def report(self):
         _header("report")
-        with open(self.path("verification.json")) as f:
-            result = json.load(f)
+        result = rundir.read_json(self.path("verification.json"), "verification")
         verification = export.Verification(**result["verification"])
         extra = {"host_latency_ms": result["host_latency_ms"],
                  "arena": result["arena"], "config": self.config.to_json(),
-                 "stage_seconds": self.state["finished"]}
+                 "stage_seconds": self.state.finished}
         if "auc" in result:
             extra["id_accuracy"] = {"float": verification.float, "int8": verification.int8}
             verification = dataclasses.replace(
@@ -378,66 +328,94 @@ def _calibration(x, samples):
 def _save_model(model, path):
     """Saves a Keras model so that a reader never sees a half-written file."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    tmp = files.temporary_path(path)
     model.save(tmp)
     os.replace(tmp, path)
 
 
-def check_out_dir(path):
-    """Creates `path` if needed and checks that files can be written in it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".mnas-write-test")
-        with open(probe, "w") as f:
-            f.write("")
-        os.remove(probe)
-    except OSError as e:
-        raise errors.MnasError(
-            f"Invalid value for `out_dir`: expected a writable directory, received {path!r} "
-            f"({e.strerror}).") from None
-
-
-def check_budget(config):
+def check_budget(config, device):
     """Refuses, before any training, a budget that no architecture of the space can meet."""
     if config.arch:
         return
     space = _space(config)
-    _regularizer(config, target_device(config)).check_reachable(space.build())
+    _regularizer(config, device).check_reachable(space.build())
 
 
-def run(config, flagfile=None):
+def _check_input(spec, splits):
+    shape = tuple(splits["train"].x.shape[1:])
+    if tuple(spec.input_shape) != shape:
+        raise errors.MnasError(
+            f"Invalid value for `arch`: expected an architecture taking the data's input "
+            f"{shape}, received one taking {tuple(spec.input_shape)}.")
+
+
+def run(config, flagfile=None, restart=False):
     """Runs (or resumes) every stage of the job into `config.out_dir`.
+
+    Everything is checked (settings, device, budgets, data, architecture against the data,
+    the output directory's lock and previous run) before anything is written. The output
+    directory is locked for the whole run.
 
     Args:
         config: A `Config`.
         flagfile: Text of a flagfile that reproduces the run, written to `flags.txt`.
             Defaults to `None` (no file).
+        restart: Discard the output directory's previous run (its state, checkpoints and
+            outputs) instead of resuming it. Defaults to `False`.
 
     Returns:
         The report as a dict (the content of `report.json`).
 
     Raises:
-        MnasError: An unknown device or architecture, an unreachable budget, a missing
-            dataset, an unwritable output directory, or an output directory of another run.
+        MnasError: A bad setting, an unknown device or architecture, an unreachable budget, a
+            missing dataset, an unwritable output directory, an output directory in use or
+            holding another run, a damaged run file, or a full disk.
     """
+    device = runconfig.check(config)
+    # First: a multi-worker strategy sets up the cluster before other TensorFlow work.
     strategy = distribute.get_strategy(config.strategy)
     if config.strategy == "multi_worker" and not distribute.is_chief():
         # Other workers train in step with the chief and keep their files apart.
         task_type, index, _ = distribute.worker()
         config = dataclasses.replace(
             config, out_dir=os.path.join(config.out_dir, f"{task_type}-{index}"))
-    check_out_dir(config.out_dir)
-    job = _Run(config)
-    job.strategy = strategy
-    if flagfile is not None:
-        export.write_atomic(job.path("flags.txt"), flagfile)
-    check_budget(config)
-    keras.utils.set_random_seed(config.seed)
-    job.save_state()
+    check_budget(config, device)
+    out = config.out_dir
+    rundir.check_not_locked(out)
+    job = _Run(config, device)
+    if not restart:
+        job.load_state()
+    splits = job.load_data()
+    if config.arch:
+        _check_input(arch.get_architecture(config.arch), splits)
+    reproducible.make_deterministic()
+    try:
+        os.makedirs(out, exist_ok=True)
+        with rundir.RunLock(out):
+            if restart:
+                rundir.discard(out, OUTPUTS)
+            job.state = job.load_state()
+            if flagfile is not None:
+                files.write_atomic(job.path("flags.txt"), flagfile)
+            job.save_state()
+            _run_stages(job, strategy)
+    except Exception as e:
+        if files.is_disk_full(e):
+            where = getattr(e, "filename", None) or out
+            raise errors.DiskFullError(
+                f"No space left on the device of {where}: free some space and run the same "
+                f"command again to resume from the last finished epoch.") from None
+        raise
+    return rundir.read_json(job.path("report.json"), "report")
+
+
+def _run_stages(job, strategy):
     for stage in STAGES:
         if job.done(stage):
             _say(f"=== {stage}: done before, skipped ===")
             continue
+        # Each stage starts from its own seed, whatever ran before it in this process.
+        keras.utils.set_random_seed(reproducible.stage_seed(job.config.seed, stage))
         started = time.time()
         if stage in _DISTRIBUTED:
             with strategy.scope():
@@ -445,5 +423,3 @@ def run(config, flagfile=None):
         else:
             getattr(job, stage)()
         job.finish(stage, time.time() - started)
-    with open(job.path("report.json")) as f:
-        return json.load(f)

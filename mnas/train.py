@@ -10,26 +10,25 @@ Flags on the command line override those of the flagfile. The resolved flags are
 `<out_dir>/flags.txt` (a flagfile that reproduces the run). Started again with the same flags,
 an interrupted run resumes from its last finished stage and epoch.
 
+`--restart` discards the output directory's previous run instead of resuming it.
+
 Errors (an unknown task, device or architecture, a bad budget, a missing dataset, an
-unwritable output directory) are reported as one line on standard error, with exit code 1.
+unwritable output directory, an output directory in use by another run, a damaged run file, a
+full disk) are reported as one line on standard error, with exit code 1.
 """
 
+import functools
 import os
 import sys
 
 from absl import app, flags, logging
 
-from mnas import console, errors
-
-_BUDGETS = ("sram_bytes", "flash_bytes", "latency_ms")
-
+from mnas import console, errors, runconfig
 
 def define_flags():
     """Defines the command's flags (not at import, so that importing this module is free)."""
-    from mnas import job
-
-    defaults = job.Config(task="kws", data_dir="", out_dir="")
-    flags.DEFINE_enum("task", None, job.TASKS, "Use case: keyword spotting, visual wake "
+    defaults = runconfig.Config(task="kws", data_dir="", out_dir="")
+    flags.DEFINE_enum("task", None, runconfig.TASKS, "Use case: keyword spotting, visual wake "
                       "words or anomaly detection.")
     flags.DEFINE_string("data_dir", None, "Dataset folder (real or embedded). Defaults to "
                         "data/embedded/<task>.")
@@ -74,7 +73,7 @@ def define_flags():
     flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
                       "SpecAugment; VWW: flips, crops; AD: mixup).")
     flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")
-    flags.DEFINE_enum("quantization", defaults.quantization, job.QUANTIZATION,
+    flags.DEFINE_enum("quantization", defaults.quantization, runconfig.QUANTIZATION,
                       "Quantization-aware training (tfmot) or post-training quantization.")
     flags.DEFINE_integer("qat_epochs", defaults.qat_epochs, "Epochs of quantization-aware "
                          "fine-tuning.")
@@ -84,6 +83,7 @@ def define_flags():
                          "samples that calibrate the int8 ranges.")
     flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
     flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
+
     flags.DEFINE_string("cache_dir", None, "Folder of the feature cache. Defaults to "
                         "$MNAS_CACHE_DIR, else ~/.cache/mnas (never inside the dataset).")
     flags.DEFINE_integer("max_per_class", None, "Keep at most this many examples of each "
@@ -92,43 +92,46 @@ def define_flags():
                       "tf.distribute strategy of search and training: one device, all local "
                       "GPUs, or the workers that TF_CONFIG names (global batch split across "
                       "replicas).")
+    flags.DEFINE_bool("restart", False, "Discard the output directory's previous run (state, "
+                      "checkpoints, outputs) and start over, instead of resuming it.")
 
-    for name in ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks", "max_per_class"):
-        flags.register_validator(name, lambda v: v is None or v >= 1,
-                                 message=f"--{name} must be at least 1.")
-    for name in ("warmup_epochs", "qat_epochs", "mixup", "weight_decay"):
-        flags.register_validator(name, lambda v: v >= 0, message=f"--{name} must be >= 0.")
-    for name in _BUDGETS + ("search_learning_rate", "learning_rate", "final_learning_rate",
-                            "qat_learning_rate", "temperature_start", "temperature_end"):
-        flags.register_validator(name, lambda v: v is None or v > 0,
-                                 message=f"--{name} must be a positive number.")
+    for name in runconfig.CHECKED:
+        flags.register_validator(name, functools.partial(_valid, name))
     flags.mark_flag_as_required("task")
-    flags.register_multi_flags_validator(
-        ["warmup_epochs", "search_epochs", "arch"],
-        lambda f: f["arch"] is not None or f["warmup_epochs"] < f["search_epochs"],
-        message="--warmup_epochs must be below --search_epochs, or the architecture is never "
-                "searched.")
-    flags.register_multi_flags_validator(
-        ["quantization", "qat_epochs"],
-        lambda f: f["quantization"] != "qat" or f["qat_epochs"] >= 1,
-        message="--quantization=qat needs --qat_epochs of at least 1.")
+
+
+def _valid(name, value):
+    """A flag validator from the job's own check, so that its message is the job's."""
+    try:
+        runconfig.check_setting(name, value)
+    except errors.MnasError as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+
+
+def _parse_flags(argv):
+    """Parses the command line; a bad flag is one error line and exit code 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def config_from_flags(values):
-    """A `job.Config` from parsed flags, with the defaults that depend on the task."""
-    from mnas import job
+    """A `Config` from parsed flags, with the defaults that depend on the task."""
 
-    fields = {name: getattr(values, name) for name in job.Config.__dataclass_fields__}
+    fields = {name: getattr(values, name) for name in runconfig.Config.__dataclass_fields__}
     fields["data_dir"] = values.data_dir or os.path.join("data", "embedded", values.task)
     fields["out_dir"] = values.out_dir or os.path.join("runs", values.task)
-    return job.Config(**fields)
+    return runconfig.Config(**fields)
 
 
 def _flagfile(values):
     """The resolved flags, as a flagfile that reproduces the run."""
     module_flags = values.get_key_flags_for_module(sys.modules[__name__])
-    return "".join(flag.serialize() + "\n" for flag in module_flags if flag.value is not None)
+    return "".join(flag.serialize() + "\n" for flag in module_flags
+                   if flag.value is not None and flag.name != "restart")
 
 
 def main(argv):
@@ -142,7 +145,7 @@ def main(argv):
     values = flags.FLAGS
     config = config_from_flags(values)
     try:
-        report = job.run(config, _flagfile(values))
+        report = job.run(config, _flagfile(values), restart=values.restart)
     except (errors.MnasError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -164,7 +167,7 @@ def run():
     console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mnas.datasets import features, kws
+from mnas.datasets import features, kws, pipeline
 from mnas.datasets.audio import write_wav
 from mnas.errors import DatasetError
 
@@ -125,17 +125,18 @@ def test_unknown_split_is_an_error(tree):
 
 def test_augmentation_is_fresh_every_epoch_and_fixed_by_seed_and_epoch(tree):
     train = load(tree, "train", silence_share=0, unknown_share=0)
-    epochs = list(kws.training_dataset(train, batch_size=100, seed=7, epochs=3,
-                                       time_masks=0, frequency_masks=0).as_numpy_iterator())
+    with pipeline.over_epochs(0, 3):
+        epochs = list(kws.training_dataset(train, batch_size=100, seed=7, time_masks=0,
+                                           frequency_masks=0).as_numpy_iterator())
     assert len(epochs) == 3 and epochs[0][0].shape == (12, 49, 10, 1)
     order = [np.argsort(y, kind="stable") for _, y in epochs]
     x = [e[0][o] for e, o in zip(epochs, order)]
     clean = np.asarray(train.x)[np.argsort(train.y, kind="stable")]
     assert not np.allclose(x[0], clean, atol=1e-3) and not np.allclose(x[0], x[1], atol=1e-3)
     # Epoch 2 alone, as a resumed run reads it, is the third epoch of the full run.
-    resumed = list(kws.training_dataset(train, batch_size=100, seed=7, epochs=3,
-                                        initial_epoch=2, time_masks=0,
-                                        frequency_masks=0).as_numpy_iterator())
+    with pipeline.over_epochs(2, 3):
+        resumed = list(kws.training_dataset(train, batch_size=100, seed=7, time_masks=0,
+                                            frequency_masks=0).as_numpy_iterator())
     np.testing.assert_array_equal(resumed[0][0], epochs[2][0])
 
 
@@ -175,11 +176,12 @@ def test_training_dataset_batches_with_specaugment(tree):
 
 def test_streamed_and_in_memory_batches_are_the_same(tree):
     train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
-    options = {"batch_size": 4, "seed": 1, "epochs": 2, "augment": False}
-    streamed = np.concatenate([x for x, _ in kws.training_dataset(train, **options)
-                               .as_numpy_iterator()])
-    in_memory = np.concatenate([x for x, _ in kws.training_dataset(train, in_memory=True,
-                                                                  **options).as_numpy_iterator()])
+    options = {"batch_size": 4, "seed": 1, "augment": False}
+    with pipeline.over_epochs(0, 2):
+        streamed = np.concatenate([x for x, _ in kws.training_dataset(train, **options)
+                                   .as_numpy_iterator()])
+        in_memory = np.concatenate([x for x, _ in kws.training_dataset(
+            train, in_memory=True, **options).as_numpy_iterator()])
     assert streamed.shape == in_memory.shape == (2 * len(train), 49, 10, 1)
     np.testing.assert_allclose(np.sort(streamed, axis=0), np.sort(in_memory, axis=0), atol=1e-4)
 

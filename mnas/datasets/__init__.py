@@ -11,9 +11,10 @@ Example:
     >>> batches = datasets.training_dataset("kws", train, batch_size=100, seed=0)  # doctest: +SKIP
 """
 
-from mnas.datasets import ad, kws, stream, vww
+from mnas.datasets import ad, kws, pipeline, vww
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
+from mnas.datasets.pipeline import over_epochs
 from mnas.datasets.split import SPLITS, Split
 from mnas.errors import UnknownNameError
 
@@ -30,8 +31,8 @@ def _module(task):
 
 
 def steps_per_epoch(split, batch_size):
-    """Batches in one epoch of `split` (what `fit` needs with `training_dataset(epochs=...)`)."""
-    return stream.steps_per_epoch(len(split), batch_size)
+    """Batches in one epoch of `split` (what `fit` needs for data made in `over_epochs`)."""
+    return pipeline.steps_per_epoch(len(split), batch_size)
 
 
 def load_split(task, data_dir, split, **options):
@@ -60,8 +61,8 @@ def training_dataset(task, split, batch_size, seed, augment=True, **options):
 
     Streamed from the split's sharded feature cache (or from RAM with `in_memory=True`),
     augmented afresh every epoch. KWS: time shift, background noise and SpecAugment; AD:
-    optional mixup (`mixup=0.3`, labels become one-hot); VWW: flips and crops. With
-    `epochs=E, initial_epoch=e` the dataset holds epochs e .. E-1, each a function of (seed,
+    optional mixup (`mixup=0.3`, labels become one-hot); VWW: flips and crops. Inside
+    `pipeline.over_epochs(e, E)` the dataset holds epochs e .. E-1, each a function of (seed,
     epoch) only, so a resumed run reads the same batches (pass `steps_per_epoch` to `fit`).
 
     Args:
@@ -70,13 +71,13 @@ def training_dataset(task, split, batch_size, seed, augment=True, **options):
         batch_size: examples per batch.
         seed: seed of shuffling and augmentation.
         augment: False for plain shuffled batches.
-        **options: `epochs`, `initial_epoch`, `in_memory`, and the task's augmentation
+        **options: `in_memory` (read the cache into RAM first), and the task's augmentation
             options (see `kws.training_dataset`, `ad.training_dataset`,
             `vww.training_dataset`).
 
     Returns:
         A `tf.data.Dataset` that covers the split once per iteration, or once per epoch of
-        `epochs`.
+        the enclosing `over_epochs` block.
     """
     module = _module(task)
     if split.task != task:
@@ -93,6 +94,7 @@ __all__ = [
     "TASKS",
     "anomaly_auc",
     "generate_embedded",
+    "over_epochs",
     "load_split",
     "roc_auc",
     "steps_per_epoch",

@@ -165,8 +165,7 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, ma
         entry=entry)
 
 
-def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, epochs=None,
-                     initial_epoch=0, in_memory=False):
+def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, in_memory=False):
     """Training batches of anomaly-detection windows, with optional mixup.
 
     Args:
@@ -177,8 +176,6 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, epochs=No
         mixup: alpha of the Beta distribution of mixup weights (MicroNets uses 0.3); 0 turns
             mixup off. With mixup the labels are one-hot float vectors (use categorical
             cross-entropy), otherwise integer IDs. Defaults to 0.
-        epochs: see `stream.batches`. Defaults to None (one epoch per iteration).
-        initial_epoch: the first epoch, with `epochs`. Defaults to 0.
         in_memory: read the cached windows into RAM instead of streaming them. Defaults to
             False.
 
@@ -190,9 +187,8 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, epochs=No
     if mixup < 0:
         raise ValueError(f"Invalid value for `mixup`: expected alpha >= 0, received {mixup}.")
     source = split.entry if not in_memory else (np.asarray(split.x), split.y)
-    options = {"epochs": epochs, "initial_epoch": initial_epoch}
     if not augment or mixup == 0:
-        return stream.batches(source, batch_size, seed, **options)
+        return stream.batches(source, batch_size, seed)
     classes = len(split.labels)
 
     def batch_fn(x, y, seed_pair):
@@ -209,7 +205,7 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, epochs=No
         return (wx * x + (1 - wx) * tf.gather(x, order),
                 wy * one_hot + (1 - wy) * tf.gather(one_hot, order))
 
-    return stream.batches(source, batch_size, seed, batch_fn=batch_fn, **options)
+    return stream.batches(source, batch_size, seed, batch_fn=batch_fn)
 
 
 def roc_auc(scores, positive):

@@ -250,8 +250,7 @@ def load(data_dir, split, cache_dir=None, seed=0, silence_share=0.1, unknown_sha
     )
 
 
-def training_dataset(split, batch_size, seed, augment=True, epochs=None, initial_epoch=0,
-                     in_memory=False, **masks):
+def training_dataset(split, batch_size, seed, augment=True, in_memory=False, **masks):
     """Training batches of keyword-spotting features, augmented afresh every epoch.
 
     Every epoch, each clip is shifted in time and mixed with background noise (see
@@ -263,25 +262,20 @@ def training_dataset(split, batch_size, seed, augment=True, epochs=None, initial
         batch_size: examples per batch.
         seed: seed of shuffling and augmentation.
         augment: False for plain shuffled batches.
-        epochs: see `stream.batches`: with a number, epochs `initial_epoch` .. `epochs - 1`,
-            each a function of (seed, epoch). Defaults to None (one epoch per iteration).
-        initial_epoch: the first epoch, with `epochs`. Defaults to 0.
         in_memory: read the cached features into RAM first instead of streaming them.
             Defaults to False.
         **masks: SpecAugment settings of `kws_augment.example_fn` (`time_masks=2`,
             `time_mask_frames=5`, `frequency_masks=1`, `frequency_mask_bins=2`).
 
     Returns:
-        A `tf.data.Dataset` of (x, y) batches.
+        A `tf.data.Dataset` of (x, y) batches (epochs as `stream.batches` gives them).
     """
     settings = split.extras["settings"]
-    source = split.entry
-    if in_memory:
-        source = (np.asarray(source.array("x")), np.asarray(source.array("y")))
-    options = {"epochs": epochs, "initial_epoch": initial_epoch}
     if not augment:
+        if in_memory:
+            return stream.batches((np.asarray(split.x), split.y), batch_size, seed)
         return stream.batches(
-            source, batch_size, seed, **options,
+            split.entry, batch_size, seed,
             decode=lambda db: kws_augment.tf_mfcc_from_db(db, settings.n_mfcc))
     if split.name != "train":
         raise ValueError(
@@ -299,4 +293,5 @@ def training_dataset(split, batch_size, seed, augment=True, epochs=None, initial
     example_fn = kws_augment.example_fn(
         augmentation, settings, noise, split.extras.get("noise_bounds", np.zeros((0, 2))),
         fill, **masks)
-    return stream.batches(source, batch_size, seed, example_fn=example_fn, **options)
+    source = (np.asarray(split.entry.array("x")), split.y) if in_memory else split.entry
+    return stream.batches(source, batch_size, seed, example_fn=example_fn)

@@ -1,17 +1,16 @@
 """Training batches streamed by tf.data from a sharded feature cache, or from arrays in RAM.
 
-Every random choice of an epoch (the order of the shards, the shuffle, the per-example and
-per-batch augmentation seeds) is a function of the seed and the epoch alone, so an epoch reads
-the same batches whether the run started at epoch 0 or resumed at it.
-
 From the cache, shards are read a block of rows at a time by memory map, interleaved across
 shards in a seeded order and mixed by a bounded shuffle buffer, so memory stays bounded
-whatever the dataset's size. From arrays, the examples are shuffled whole.
+whatever the dataset's size. Arrays in RAM go to `pipeline.batches`. Either way, every random
+choice of an epoch (the order, the per-example and per-batch augmentation seeds) is a function
+of the seed and the epoch alone, and the epochs are those of an enclosing
+`pipeline.over_epochs` block, as `pipeline.batches` has them.
 """
 
 import numpy as np
 
-from mnas.datasets import cache
+from mnas.datasets import cache, pipeline
 
 BLOCK_ROWS = 256
 SHUFFLE_BUFFER = 16384
@@ -72,56 +71,42 @@ class _Blocks:
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def steps_per_epoch(size, batch_size):
-    """Batches in one epoch of `size` examples."""
-    return max(1, -(-int(size) // int(batch_size)))
-
-
 def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=None,
-            epochs=None, initial_epoch=0, shuffle_buffer=SHUFFLE_BUFFER):
+            shuffle_buffer=SHUFFLE_BUFFER):
     """Shuffled (x, y) batches with seeded random maps, from the cache or from arrays.
 
     Args:
         source: a `cache.Entry` with arrays "x" and "y" (streamed from disk), or a pair of
-            numpy arrays (x, y) held in RAM.
+            numpy arrays (x, y) held in RAM (given to `pipeline.batches`).
         batch_size: examples per batch.
         seed: integer seed of the order and of the random maps.
         example_fn: optional `(x, y, seed) -> (x, y)` applied to each example; `seed` is a
             stateless seed (two int64).
         batch_fn: optional `(x, y, seed) -> (x, y)` applied to each batch.
-        decode: optional `x -> x` applied to each stored example before `example_fn` (e.g.
-            uint8 pixels to float).
-        epochs: with a number, the dataset holds epochs `initial_epoch` .. `epochs - 1` one
-            after the other, each a function of (`seed`, epoch): pass `steps_per_epoch` to
-            `fit`. Defaults to None: one epoch per iteration, a new one each time.
-        initial_epoch: the first epoch, when `epochs` is given. Defaults to 0.
+        decode: optional `x -> x` applied to each stored example of the cache before
+            `example_fn` (e.g. uint8 pixels to float); arrays are given decoded.
         shuffle_buffer: examples in the shuffle buffer when streaming. Defaults to
             `SHUFFLE_BUFFER`.
 
     Returns:
-        A `tf.data.Dataset` of (x, y) batches.
+        A `tf.data.Dataset` of (x, y) batches: the epochs of the enclosing
+        `pipeline.over_epochs` block, else one epoch per iteration, a new one each time.
     """
     import tensorflow as tf
 
+    if not isinstance(source, cache.Entry):
+        return pipeline.batches(source[0], source[1], batch_size, seed, example_fn=example_fn,
+                                batch_fn=batch_fn)
     _check_batch_size(batch_size)
-    if isinstance(source, cache.Entry):
-        blocks = _Blocks(source, ["x", "y"])
-        size = len(blocks.arrays[1])
-    else:
-        x_all, y_all = (tf.constant(np.asarray(a)) for a in source)
-        size = len(source[1])
+    blocks = _Blocks(source, ["x", "y"])
+    size = len(blocks.arrays[1])
     seed_pair = tf.constant([int(seed), 0x5EED], tf.int64)
 
     def one_epoch(epoch):
         key = tf.random.experimental.stateless_fold_in(seed_pair, epoch)
         seeds = tf.random.experimental.stateless_split(key, 4)
-        if isinstance(source, cache.Entry):
-            data = _window_shuffle(blocks.dataset(seeds[0]), min(shuffle_buffer, max(1, size)),
-                                   seeds[1])
-        else:
-            order = tf.random.experimental.stateless_shuffle(tf.range(size), seeds[1])
-            data = tf.data.Dataset.from_tensor_slices(order).map(
-                lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+        data = _window_shuffle(blocks.dataset(seeds[0]), min(shuffle_buffer, max(1, size)),
+                               seeds[1])
         if decode is not None:
             data = data.map(lambda a, b: (decode(a), b))
         if example_fn is not None:
@@ -131,10 +116,11 @@ def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=Non
             data = _with_seeds(data.enumerate(), seeds[3], batch_fn)
         return data
 
+    epochs = pipeline.epoch_range()
     if epochs is None:
         epoch_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     else:
-        epoch_keys = tf.data.Dataset.range(initial_epoch, epochs)
+        epoch_keys = tf.data.Dataset.range(*epochs)
     return epoch_keys.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 

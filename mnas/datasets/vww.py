@@ -158,8 +158,7 @@ def _to_float(pixels):
     return np.asarray(pixels, np.float32) / 255.0
 
 
-def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, epochs=None,
-                     initial_epoch=0, in_memory=False):
+def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, in_memory=False):
     """Training batches of images with random horizontal flips and crops.
 
     Args:
@@ -169,8 +168,6 @@ def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, epochs
         augment: False for plain shuffled batches.
         min_crop: crops keep a random side between `min_crop` and 1 of the image and are
             resized back. Defaults to 0.8.
-        epochs: see `stream.batches`. Defaults to None (one epoch per iteration).
-        initial_epoch: the first epoch, with `epochs`. Defaults to 0.
         in_memory: read the cached pixels into RAM instead of streaming them. Defaults to
             False.
 
@@ -179,11 +176,8 @@ def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, epochs
     """
     import tensorflow as tf
 
-    source = split.entry
-    if in_memory:
-        source = (np.asarray(source.array("x")), split.y)
-    options = {"epochs": epochs, "initial_epoch": initial_epoch,
-               "decode": lambda x: tf.cast(x, tf.float32) / 255.0}
+    source = (np.asarray(split.x), split.y) if in_memory else split.entry
+    options = {"decode": lambda x: tf.cast(x, tf.float32) / 255.0}
     if not augment:
         return stream.batches(source, batch_size, seed, **options)
     height, width, channels = split.x.shape[1:]
