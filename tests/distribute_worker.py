@@ -2,7 +2,8 @@
 
 Used by tests/test_distribute.py: `python distribute_worker.py <strategy> <out.json> [ckpt]`.
 "mirrored" splits the CPU into two logical devices and searches under MirroredStrategy, then
-on one device; "multi_worker" reads TF_CONFIG. Writes the strengths per replica, the
+on one device, then under MirroredStrategy again, stopped after epoch 2 and resumed from its
+checkpoint; "multi_worker" reads TF_CONFIG. Writes the strengths per replica, the
 temperatures, the derived widths and the expected costs as JSON.
 """
 
@@ -19,8 +20,21 @@ from mnas import distribute, search_spaces
 EPOCHS, BATCH, EXAMPLES = 3, 32, 128
 
 
-def search(strategy, checkpoint_dir=None):
-    """Searches, and returns what the test compares."""
+class StopAfter(keras.callbacks.Callback):
+    """Ends `fit` after `epochs` epochs, as an interruption would."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            self.model.stop_training = True
+
+
+def search(strategy, checkpoint_dir=None, stop_after=None, initial_epoch=0):
+    """Searches (from `checkpoint_dir`'s epoch `initial_epoch` when resuming), and returns what
+    the test compares."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 12, EXAMPLES).astype("int32")
@@ -34,7 +48,9 @@ def search(strategy, checkpoint_dir=None):
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     extra = [mnas.EpochCheckpoint(checkpoint_dir, regularizer.state_variables)] if (
         checkpoint_dir) else []
-    model.fit(data, epochs=EPOCHS, callbacks=[regularizer] + extra, verbose=0)
+    extra += [StopAfter(stop_after)] if stop_after else []
+    model.fit(data, epochs=EPOCHS, initial_epoch=initial_epoch,
+              callbacks=[regularizer] + extra, verbose=0)
     strengths = {k: [float(v) for v in strategy.experimental_local_results(s)]
                  for k, s in regularizer.state_variables.items()}
     temperatures = sorted({float(t) for layer in mnas.searchable_layers(model)
@@ -51,8 +67,11 @@ def main(name, out, checkpoint_dir=None):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        result = {"mirrored": search(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
-                  "single": search(tf.distribute.get_strategy())}
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        result = {"mirrored": search(mirrored), "single": search(tf.distribute.get_strategy())}
+        # Interrupted after epoch 2 of 3, then resumed from the checkpoint in a new model.
+        search(mirrored, checkpoint_dir, stop_after=2)
+        result["resumed"] = search(mirrored, checkpoint_dir, initial_epoch=2)
     else:
         result = {name: search(distribute.get_strategy(name), checkpoint_dir)}
     with open(out, "w") as f:

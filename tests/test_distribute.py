@@ -42,7 +42,7 @@ def finish(processes):
 
 def test_mirrored_search_matches_one_device(tmp_path):
     out = tmp_path / "mirrored.json"
-    finish([start(["mirrored", out])])
+    finish([start(["mirrored", out, tmp_path / "checkpoint"])])
     result = json.loads(out.read_text())
     mirrored, single = result["mirrored"], result["single"]
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
@@ -54,6 +54,13 @@ def test_mirrored_search_matches_one_device(tmp_path):
     assert mirrored["temperatures"] == single["temperatures"] == [1.0]
     for cost in ("sram", "flash", "ops"):
         assert mirrored[cost] == pytest.approx(single[cost], rel=0.01), cost
+    # Resumed from the checkpoint of epoch 2: the strengths went on from where they were
+    # (from zero they would be about half as large after one epoch).
+    resumed = result["resumed"]
+    for name, values in resumed["strengths"].items():
+        assert values[0] == values[1]
+        assert values[0] == pytest.approx(mirrored["strengths"][name][0], rel=0.05), name
+    assert resumed["sram"] == pytest.approx(mirrored["sram"], rel=0.01)
 
 
 def free_port():
