@@ -86,3 +86,12 @@ def test_default_cache_dir_is_outside_the_dataset(tmp_path, monkeypatch):
     assert cache.default_cache_dir() == tmp_path / "xdg" / "mnas"
     monkeypatch.setenv("MNAS_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert cache.default_cache_dir() == tmp_path / "elsewhere"
+
+
+def test_computing_shows_progress(tmp_path, capsys):
+    chunks, _ = counting(10)
+    cache.sharded(tmp_path, "t", "k" * 20, chunks, 10)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("features t: 10/10 (100%") and len(lines) <= 11
+    cache.sharded(tmp_path, "u", "k" * 20, chunks, None)
+    assert capsys.readouterr().err.startswith("features u: ")

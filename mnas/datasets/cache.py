@@ -144,26 +144,29 @@ class Entry:
 
 
 class _Progress:
-    """A progress line on standard error: redrawn on a terminal, every 10% otherwise."""
+    """A progress line on standard error: redrawn on a terminal, every 10% otherwise (every
+    10,000 units when the total is not known)."""
 
     def __init__(self, title, total):
-        self.title, self.total, self.done = title, max(1, total), 0
+        self.title, self.total, self.done = title, total or None, 0
         self.started, self.tty = time.time(), sys.stderr.isatty()
         self._shown = -1
 
     def advance(self, count):
         self.done += count
-        tenth = 10 * self.done // self.total
-        if not self.tty and tenth == self._shown:
+        step = 10 * self.done // self.total if self.total else self.done // 10_000
+        if not self.tty and step == self._shown:
             return
-        self._shown = tenth
+        self._shown = step
         elapsed = time.time() - self.started
-        text = (f"{self.title}: {self.done:,}/{self.total:,} "
-                f"({100 * self.done / self.total:.0f}%, {elapsed:.0f} s)")
+        share = f"/{self.total:,} ({100 * self.done / self.total:.0f}%, " if self.total else " ("
+        text = f"{self.title}: {self.done:,}{share}{elapsed:.0f} s)"
         sys.stderr.write(("\r" + text) if self.tty else text + "\n")
-        if self.tty and self.done >= self.total:
-            sys.stderr.write("\n")
         sys.stderr.flush()
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
 
 
 def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
@@ -175,7 +178,8 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
         key: the digest from `cache_key`.
         chunks: a function of a `SkipLog`-like recorder returning an iterable of
             (units done, dict of numpy arrays with the same first axis).
-        total: the units of work `chunks` reports, for the progress line.
+        total: the units of work `chunks` reports, for the progress line (None or 0 when
+            not known).
         shard_examples: examples per shard. Defaults to `SHARD_EXAMPLES`.
 
     Returns:
@@ -192,8 +196,9 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
     # Written in a temporary folder and renamed, so an interrupted run leaves no partial entry.
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
-        meta = _write_shards(temporary, chunks, _Progress(f"features {name}", total),
-                             shard_examples)
+        progress = _Progress(f"features {name}", total)
+        meta = _write_shards(temporary, chunks, progress, shard_examples)
+        progress.close()
         with open(temporary / _META, "w") as f:
             json.dump(meta, f, indent=1)
         if folder.exists():

@@ -146,7 +146,7 @@ def load(data_dir, split, cache_dir=None, image_size=96, grayscale=False,
                             "y": np.asarray(labels, np.int32), "file": np.asarray(index, np.int32)}
 
     entry = cache.sharded(cache_dir or cache.default_cache_dir(), f"vww-{split}", key, chunks,
-                          total or (2 * max_per_class if max_per_class else 0))
+                          total)
     entry.warn_skipped("corrupt or unreadable image files", root)
     return Split(task="vww", name=split, x=entry.array("x", _to_float),
                  y=np.asarray(entry.array("y")), labels=LABELS, entry=entry,
