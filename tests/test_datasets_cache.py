@@ -35,6 +35,7 @@ def test_entry_is_sharded_and_served_from_disk(tmp_path):
     np.testing.assert_array_equal(x[[9, 0, 5]][:, 0], [9, 0, 5])
     np.testing.assert_array_equal(x[3:6][:, 1], [-3, -4, -5])
     assert x[-1][0] == 9 and x[np.arange(10) % 4 == 0][:, 0].tolist() == [0, 4, 8]
+    assert x[2, 1] == -2 and x[1:3, 0].tolist() == [1, 2]
     assert isinstance(x.shards[0], np.memmap)
     with pytest.raises(IndexError):
         x[10]

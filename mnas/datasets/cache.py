@@ -86,7 +86,10 @@ class Sharded:
 
     def __getitem__(self, index):
         if isinstance(index, tuple):
-            return self[index[0]][(slice(None),) + index[1:]]
+            rows = self[index[0]]
+            if isinstance(index[0], (int, np.integer)):
+                return rows[index[1:]]
+            return rows[(slice(None),) + index[1:]]
         if isinstance(index, (int, np.integer)):
             index = int(index) + (len(self) if index < 0 else 0)
             if not 0 <= index < len(self):
@@ -176,7 +179,7 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
         cache_dir: the cache folder (created if missing).
         name: a readable prefix of the entry's folder (e.g. "kws-train").
         key: the digest from `cache_key`.
-        chunks: a function of a `SkipLog`-like recorder returning an iterable of
+        chunks: a function of a `SkipLog` (it records skipped files) returning an iterable of
             (units done, dict of numpy arrays with the same first axis).
         total: the units of work `chunks` reports, for the progress line (None or 0 when
             not known).
@@ -210,7 +213,9 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
     return Entry(folder)
 
 
-class _Skips:
+class SkipLog:
+    """Counts the source files a reader skipped (each once), and remembers the first."""
+
     def __init__(self):
         self.count, self.first = 0, None
 
@@ -220,7 +225,7 @@ class _Skips:
 
 
 def _write_shards(folder, chunks, progress, shard_examples):
-    pending, shards, skips, specs = {}, [], _Skips(), {}
+    pending, shards, skips, specs = {}, [], SkipLog(), {}
 
     def flush(size):
         for array_name, parts in pending.items():
