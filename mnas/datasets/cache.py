@@ -195,6 +195,7 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
         except (OSError, ValueError, KeyError) as error:
             warnings.warn(f"Ignoring unreadable feature cache {folder} ({error}); recomputing.",
                           stacklevel=2)
+            shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Written in a temporary folder and renamed, so an interrupted run leaves no partial entry.
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
@@ -204,9 +205,12 @@ def sharded(cache_dir, name, key, chunks, total, shard_examples=SHARD_EXAMPLES):
         progress.close()
         with open(temporary / _META, "w") as f:
             json.dump(meta, f, indent=1)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temporary, folder)
+        try:
+            os.replace(temporary, folder)
+        except OSError:
+            # Another process (a worker on the same host) finished the same entry first.
+            if not (folder / _META).exists():
+                raise
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)
