@@ -18,7 +18,8 @@ from mnas import distribute
 from mnas.errors import MnasError
 
 WORKER = Path(__file__).with_name("distribute_worker.py")
-TIMEOUT_S = 420
+# Generous: on a busy 2-core machine the mirrored process takes minutes (about one alone).
+TIMEOUT_S = 900
 
 
 def start(args, env=None):
