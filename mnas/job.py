@@ -1,9 +1,11 @@
 """The main job: search, derive, train, quantize, convert, verify and report, resumably.
 
-`run(config)` runs the stages in order into `config.out_dir`. Each finished stage is recorded
-in `state.json`, and its outputs are written atomically, so a run started again with the same
-configuration skips what is done; inside search, final training and quantization-aware
-training it resumes from the last finished epoch (`mnas.checkpoints`).
+`run(config)` checks every setting and the data, locks `config.out_dir` (`mnas.rundir`), and
+runs the stages in order into it. Each finished stage is recorded in `state.json`, and its
+outputs are written atomically, so a run started again with the same settings skips what is
+done; inside search, final training and quantization-aware training it resumes from the last
+finished epoch (`mnas.checkpoints`), with the same data, augmentation and randomness per epoch
+as an uninterrupted run (`mnas.reproducible`, `mnas.datasets.pipeline`).
 
 Outputs: `arch.json`, `model.tflite`, `model_data.cc`, `model_data.h`, `report.json`,
 `report.md`, `plots/*.png`, `tensorboard/`, and per stage its history (`search/history.csv`,
@@ -19,6 +21,8 @@ Example:
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -102,6 +106,7 @@ class _Run:
         options.update({k: getattr(config, k) for k in ("cache_dir", "max_per_class")
                         if getattr(config, k) is not None})
         started = time.time()
+        _fill_feature_cache(config.task, config.data_dir, options)
         splits = {name: datasets.load_split(config.task, config.data_dir, name, **options)
                   for name in datasets.SPLITS}
         _say(f"data: {config.data_dir}: " + ", ".join(
@@ -323,6 +328,29 @@ def _calibration(x, samples):
     if len(x) <= samples:
         return np.asarray(x)
     return x[np.sort(np.random.default_rng(0).choice(len(x), samples, replace=False))]
+
+
+def _fill_feature_cache(task, data_dir, options):
+    """Computes features missing from the feature cache in a child process.
+
+    A run whose features were computed in its own process was seen to train to other
+    figures than one that read them from the cache (its batches and initial weights being
+    bit-identical), so a resumed run could differ from an uninterrupted one. Computed in a
+    child, the features always reach the run from the cache. A failure is left to the run's
+    own reading, which reports it.
+    """
+    code = ("import sys, json\nfrom mnas import datasets\n"
+            "task, data_dir, options = json.loads(sys.argv[1])\n"
+            "try:\n"
+            "    for name in datasets.SPLITS:\n"
+            "        datasets.load_split(task, data_dir, name, **options)\n"
+            "except Exception:\n"
+            "    sys.exit(1)\n")
+    # The child's progress lines reach standard error; its warnings are left to the run,
+    # which reads the skipped-file counts from the cache.
+    subprocess.run([sys.executable, "-c", code, json.dumps([task, data_dir, options])],
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                   check=False)
 
 
 def _save_model(model, path):

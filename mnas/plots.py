@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")  # Files only: no display is needed.
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mnas import files  # noqa: E402
+
 
 def read_epochs_jsonl(path):
     """Records of an `ArchitectureLogger` file, one per epoch (the last when an epoch repeats)."""
@@ -40,10 +42,14 @@ def read_history_csv(path):
 
 def _save(figure, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-    figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
-    os.replace(tmp, path)
+    tmp = files.temporary_path(path)
+    try:
+        figure.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import math
 import os
 
-from mnas import arch, devices, errors
+from mnas import devices, errors
 
 TASKS = ("kws", "vww", "ad")
 QUANTIZATION = ("qat", "ptq")
@@ -153,6 +153,8 @@ def check(config):
         raise errors.MnasError("Invalid value for `qat_epochs`: expected at least 1 with "
                                "`quantization` 'qat', received 0.")
     if config.arch:
+        from mnas import arch  # TensorFlow: only when an architecture is given.
+
         arch.get_architecture(config.arch)
     check_writable(config.out_dir)
     return target_device(config)
@@ -177,5 +179,7 @@ def resolved(config):
     values["device"] = devices.get_device(config.device).to_json()
     values["data_dir"] = os.path.realpath(config.data_dir)
     if config.arch and os.path.isfile(config.arch):
+        from mnas import arch
+
         values["arch"] = arch.ArchSpec.load(config.arch).to_json()
     return values

@@ -178,22 +178,24 @@ def trim_epoch_logs(epochs, csv_paths=(), jsonl_paths=()):
 
     `CSVLogger` files (`epoch` column) and JSON-lines files (an `epoch` field per line). Rows
     written after the last checkpoint, a second header, and a line cut off by an interruption
-    are dropped; a log left without rows is removed.
+    are dropped, an epoch written twice keeps its last row, and a log left without rows is
+    removed.
     """
     for path in csv_paths:
         if not os.path.exists(path):
             continue
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
-        header, kept = (rows[0] if rows else None), []
+        header, kept = (rows[0] if rows else None), {}
         for row in rows[1:]:
             if row and row[0].isdigit() and int(row[0]) < epochs and len(row) == len(header):
-                kept.append(row)
-        _rewrite(path, [header] + kept if kept else None, csv_format=True)
+                kept[int(row[0])] = row
+        rows = [kept[k] for k in sorted(kept)]
+        _rewrite(path, [header] + rows if rows else None, csv_format=True)
     for path in jsonl_paths:
         if not os.path.exists(path):
             continue
-        kept = []
+        kept = {}
         with open(path) as f:
             for line in f:
                 try:
@@ -202,8 +204,8 @@ def trim_epoch_logs(epochs, csv_paths=(), jsonl_paths=()):
                     continue
                 if isinstance(record, dict) and isinstance(record.get("epoch"), int) and (
                         record["epoch"] < epochs):
-                    kept.append(line if line.endswith("\n") else line + "\n")
-        _rewrite(path, kept or None)
+                    kept[record["epoch"]] = line if line.endswith("\n") else line + "\n"
+        _rewrite(path, [kept[k] for k in sorted(kept)] or None)
 
 
 def _rewrite(path, rows, csv_format=False):

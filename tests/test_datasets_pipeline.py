@@ -37,3 +37,26 @@ def test_random_maps_get_seeds_that_change_per_epoch():
                                                  batch_fn=lambda bx, by, seed: (bx * 2, by)))
     np.testing.assert_array_equal(again, a)
     np.testing.assert_array_equal(y_again, ya)
+
+
+def test_an_epoch_is_the_same_whichever_epoch_the_dataset_starts_from():
+    import tensorflow as tf
+
+    def noisy(x, y, seed):
+        return x + tf.random.stateless_uniform([], seed), y
+
+    x, y = np.zeros(10, np.float32), np.arange(10)
+    steps = pipeline.steps_per_epoch(len(y), 4)
+    assert steps == 3
+    whole = collect(pipeline.batches(x, y, 4, seed=5, example_fn=noisy, epochs=(0, 4)))
+    with pipeline.over_epochs(2, 4):
+        resumed = collect(pipeline.batches(x, y, 4, seed=5, example_fn=noisy))
+    assert len(whole) == 4 * steps and len(resumed) == 2 * steps
+    for (a, ya), (b, yb) in zip(whole[2 * steps:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ya, yb)
+    epochs = [np.concatenate([b[1] for b in whole[e * steps:(e + 1) * steps]]) for e in range(4)]
+    assert all(sorted(e) == list(range(10)) for e in epochs)
+    assert not np.array_equal(epochs[0], epochs[1])
+    other_seed = collect(pipeline.batches(x, y, 4, seed=6, example_fn=noisy, epochs=(0, 1)))
+    assert not np.array_equal(other_seed[0][1], whole[0][1])

@@ -1,5 +1,6 @@
 """Tests of the main job's command line, `python -m mnas.train`, run as a user runs it."""
 
+import csv
 import json
 import os
 import signal
@@ -42,6 +43,15 @@ def error_line(result):
     return lines
 
 
+def epochs_logged(folder):
+    """The epochs of a stage's history.csv and architecture.jsonl, in file order."""
+    with open(folder / "history.csv", newline="") as f:
+        history = [int(row["epoch"]) for row in csv.DictReader(f)]
+    records = [json.loads(line)["epoch"]
+               for line in (folder / "architecture.jsonl").read_text().splitlines()]
+    return history, records
+
+
 def test_kill_during_search_then_resume_finishes_every_output(ad_data, tmp_path):
     out = tmp_path / "run"
     flags = TINY + [f"--data_dir={ad_data}", f"--out_dir={out}"]
@@ -74,40 +84,50 @@ def test_kill_during_search_then_resume_finishes_every_output(ad_data, tmp_path)
     assert report["accuracy"]["metric"] == "auc"
     assert 0.0 <= report["accuracy"]["int8"] <= 1.0
     assert isinstance(report["fits"], bool)
-    # Every search epoch is in the architecture log once it is read back.
-    epochs = {json.loads(line)["epoch"]
-              for line in (out / "search" / "architecture.jsonl").read_text().splitlines()}
-    assert epochs == {0, 1, 2}
+    # Every search epoch is in the logs once.
+    assert epochs_logged(out / "search") == ([0, 1, 2], [0, 1, 2])
 
     # A third start finds every stage done and redoes nothing.
     third = run(*flags)
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stdout.count("done before, skipped") == 5
+    assert epochs_logged(out / "search") == ([0, 1, 2], [0, 1, 2])
 
 
 def test_other_settings_in_the_same_output_directory_are_refused(ad_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "state.json").write_text(json.dumps(
-        {"config": {"task": "ad", "seed": 1}, "finished": {}}))
+        {"settings": {"task": "ad", "seed": 1}, "finished": {}}))
     lines = error_line(run(*TINY, f"--data_dir={ad_data}", f"--out_dir={out}"))
     assert lines[-1].startswith("error: Invalid value for `out_dir`")
-    assert "holds a run with other settings" in lines[-1]
+    assert "holds a run with other settings" in lines[-1] and len(lines) == 1
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--task=speech"], "--task=speech: value should be one of <kws|vww|ad>"),
     (["--device=ESP32"], "error: Invalid value for `device`"),
-    (["--sram_bytes=-3"], "--sram_bytes must be a positive number"),
-    (["--latency_ms=0"], "--latency_ms must be a positive number"),
+    (["--sram_bytes=-3"], "Invalid value for `sram_bytes`: expected a finite number above 0"),
+    (["--latency_ms=0"], "Invalid value for `latency_ms`: expected a finite number above 0"),
+    (["--sram_bytes=99999999999999999999999"], "at most 67,108,864 bytes (64 MiB), received "
+                                               "99999999999999999999999."),
+    (["--latency_ms=inf"], "Invalid value for `latency_ms`: expected a finite number above 0 "
+                           "and at most 3,600,000 ms, received inf."),
+    (["--temperature_start=inf"], "Invalid value for `temperature_start`: expected a finite "
+                                  "number > 0, received inf."),
+    (["--sram_bytes=1000"], "expected more than the 8,192 bytes the runtime (TFLite Micro and "
+                            "the application) reserves on STM32F446RE"),
     (["--data_dir=/nonexistent/ad"], "make data"),
     (["--sram_bytes=12000"], "below the smallest sram any architecture"),
-    (["--warmup_epochs=3"], "--warmup_epochs must be below --search_epochs"),
+    (["--warmup_epochs=3"], "Invalid value for `warmup_epochs`: expected fewer than"),
+    (["--arch=micronet_kws_s"], "Invalid value for `arch`: expected an architecture taking "
+                                "the data's input (32, 32, 1)"),
 ])
-def test_bad_input_gives_one_clear_error(ad_data, tmp_path, flags, message):
+def test_bad_input_gives_one_clear_error_and_writes_nothing(ad_data, tmp_path, flags, message):
     defaults = [f"--data_dir={ad_data}", f"--out_dir={tmp_path / 'run'}"]
     lines = error_line(run(*TINY, *defaults, *flags))
-    assert message in "\n".join(lines[-2:]), lines
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
 
 
 def test_unwritable_output_directory(ad_data, tmp_path):
@@ -123,3 +143,119 @@ def test_unknown_flag_in_a_flagfile(tmp_path):
     flagfile.write_text("--task=kws\n--serach_epochs=3\n")
     lines = error_line(run(f"--flagfile={flagfile}"))
     assert "Unknown command line flag 'serach_epochs'" in "\n".join(lines)
+
+
+_HOLDER = """
+import sys, time
+from mnas import rundir
+rundir.RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_at_once(ad_data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = run(*TINY, f"--data_dir={ad_data}", f"--out_dir={out}")
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = error_line(result)
+    assert lines == [f"error: Invalid value for `out_dir`: {out} is in use by another run "
+                     f"(process {holder.pid}); wait for it to end, or use another output "
+                     f"directory."]
+    assert sorted(os.listdir(out)) == [".lock"]
+
+
+@pytest.mark.parametrize("content", ["{}", '{"settings": {"task": "ad"'])
+def test_a_damaged_state_is_one_line(ad_data, tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state.json").write_text(content)
+    lines = error_line(run(*TINY, f"--data_dir={ad_data}", f"--out_dir={out}"))
+    assert len(lines) == 1 and lines[0].startswith(f"error: Damaged run state {out}/state.json")
+    assert lines[0].endswith("remove it, or run the same command with --restart to start the "
+                             "run over.")
+
+
+def test_restart_discards_a_damaged_run(ad_data, tmp_path):
+    out = tmp_path / "run"
+    (out / "search" / "checkpoint").mkdir(parents=True)
+    (out / "state.json").write_text("{}")
+    (out / "search" / "checkpoint" / "progress.json").write_text('{"epochs_done": 2}')
+    (out / "notes.txt").write_text("mine")
+    result = run(*TINY, "--search_epochs=2", f"--data_dir={ad_data}", f"--out_dir={out}",
+                 "--restart")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming" not in result.stdout
+    assert (out / "notes.txt").read_text() == "mine"
+    assert "restart" not in (out / "flags.txt").read_text()
+    state = json.loads((out / "state.json").read_text())
+    assert list(state["finished"]) == ["search", "train", "quantize", "verify", "report"]
+
+
+def test_a_corrected_command_runs_and_equivalent_spellings_resume_a_moved_run(ad_data,
+                                                                             tmp_path):
+    out = tmp_path / "run"
+    failed = run(*TINY, "--data_dir=/nonexistent/ad", f"--out_dir={out}")
+    assert "make data" in error_line(failed)[-1]
+    assert not out.exists()
+
+    relative = os.path.relpath(ad_data, ROOT)
+    first = run(*TINY, "--device=S", f"--data_dir={relative}", f"--out_dir={out}/")
+    assert first.returncode == 0, first.stderr[-3000:]
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    os.rename(out, moved)
+    again = run(*TINY, "--device=STM32F446RE", f"--data_dir={ad_data}/", f"--out_dir={moved}",
+                "--verbose=1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done before, skipped") == 5
+
+
+_DISK_FULL = """
+import sys
+from mnas import console
+console.own_lines_only()
+import mnas
+import tensorflow as tf
+saves = []
+original = tf.train.CheckpointManager.save
+
+
+def save(self, *args, **kwargs):
+    saves.append(1)
+    if len(saves) == 2:  # The checkpoint of the search's second epoch.
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "ckpt-2_temp/part-00000-of-00001.data-00000-of-00001.tempstate; No "
+            "space left on device")
+    return original(self, *args, **kwargs)
+
+
+tf.train.CheckpointManager.save = save
+from mnas import train
+sys.argv = ["mnas.train"] + sys.argv[1:]
+train.run()
+"""
+
+
+def test_a_full_disk_is_one_line_and_the_resumed_logs_hold_each_epoch_once(ad_data, tmp_path):
+    out = tmp_path / "run"
+    flags = TINY + [f"--data_dir={ad_data}", f"--out_dir={out}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    full = subprocess.run([sys.executable, "-c", _DISK_FULL, *flags], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=600)
+    lines = error_line(full)
+    assert lines == [f"error: No space left on the device of {out}: free some space and run "
+                     f"the same command again to resume from the last finished epoch."]
+    # The second epoch was logged, but its checkpoint was not written.
+    assert epochs_logged(out / "search") == ([0, 1], [0, 1])
+
+    resumed = run(*flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert epochs_logged(out / "search") == ([0, 1, 2], [0, 1, 2])
