@@ -31,7 +31,7 @@ REAL_SOURCE = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 NOISE_SEGMENTS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
 MIN_SECONDS = 0.1
 # Clips read and turned into features at a time while the cache is written.
-CHUNK = 1024
+CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
