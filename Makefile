@@ -15,8 +15,9 @@ $(VENV)/.installed: setup.py setup.cfg
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Two test processes: much of a test's time is single-threaded (tracing, conversion).
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 lint: install
 	$(VENV)/bin/ruff check mnas tests benchmarks examples
@@ -30,9 +31,10 @@ $(DATA)/%/MANIFEST.json: | install
 benchmarks: install
 	$(PY) benchmarks/search_overhead.py
 
-# Estimated arena and flatbuffer bytes against TFLite Micro and the converter (~20 min, 2 cores).
+# Estimated arena and flatbuffer bytes, and the search's one-hot costs, against TFLite Micro and
+# the converter: 200 random architectures per search space (about an hour on 2 cores).
 fidelity: install
-	$(PY) benchmarks/cost_model_fidelity.py --samples=50
+	$(PY) benchmarks/cost_model_fidelity.py --samples=200
 
 # Host TFLite Micro latency of 30 random KWS-space models against their ops (~8 min).
 latency-linearity: install

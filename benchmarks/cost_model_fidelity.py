@@ -5,19 +5,21 @@ For the MLPerf Tiny reference models and random architectures of every search sp
 MobileNetV2-like / FC-autoencoder models), compares:
 
 - the arena estimated from the `.tflite` (`estimate_tflite`) and from the Keras model before
-  conversion (`estimate_keras`) with the arena TFLite Micro measures (`mnas.tflm`);
+  conversion (`estimate_keras`) with the arena TFLite Micro measures (`mnas.hardware.tflm`);
 - the flatbuffer bytes predicted from the Keras model with the converter's output;
-- the search's differentiable SRAM cost (`mnas.costs.expected_costs` of the supernet with the
-  sampled architecture's one-hot choices) with the measured arena.
+- the search's differentiable SRAM and flash costs (`mnas.costs.expected_costs` of the supernet
+  with the sampled architecture's one-hot choices) with the measured arena and the converter's
+  flatbuffer.
 
 Random architectures are built fresh, given trained-like statistics and converted as
 `python -m mnas.profile --arch` does (`mnas.profile.convert_like_trained`).
 
 Prints one line per model, then max and median absolute error in percent per set; the last
-line is `arena_max_abs_error_pct=<x>` (the arena estimated from the `.tflite`, over every
-model).
+lines are `sram_cost_max_abs_error_pct=<x>` and `flash_cost_max_abs_error_pct=<x>` (the
+differentiable costs, over the search spaces' samples) and `arena_max_abs_error_pct=<x>` (the
+arena estimated from the `.tflite`, over every model).
 
-    python benchmarks/cost_model_fidelity.py --samples=50
+    python benchmarks/cost_model_fidelity.py --samples=200
 """
 
 # mnas comes first: it selects Keras 2 (tf_keras) before TensorFlow is imported.
@@ -29,7 +31,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, costs, errors, estimate, profile, search_spaces, tflm
+from mnas import arch, costs, derivation, errors, profile, search_spaces
+from mnas.hardware import estimate, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _random_models  # noqa: E402
@@ -81,12 +84,15 @@ def _measure(model, rng, expected=None):
             f"{before.tflite_bytes} ({row['flatbuffer_keras_signed']:+.2f}%)")
     if expected is not None:
         row["sram_signed"] = _signed_pct(expected.sram_bytes, arena)
+        row["sram_cost"] = abs(row["sram_signed"])
+        row["flash_cost"] = _pct(expected.flash_bytes, len(tflite))
         row["activation_signed"] = _signed_pct(expected.activation_bytes,
                                                measured["planned_bytes"])
         row["persistent_signed"] = _signed_pct(expected.persistent_bytes,
                                                measured["persistent_bytes"])
         line += (f"; differentiable SRAM {expected.sram_bytes:.0f} "
-                 f"({row['sram_signed']:+.2f}%)")
+                 f"({row['sram_signed']:+.2f}%), flash {expected.flash_bytes:.0f} "
+                 f"({_signed_pct(expected.flash_bytes, len(tflite)):+.2f}%)")
     print(line, flush=True)
     return row
 
@@ -96,7 +102,7 @@ def _space_rows(space, samples, rng):
     supernet = space.build()
     rows = []
     for i in range(samples):
-        arch.random_one_hot(supernet, rng)
+        derivation.set_choices(supernet, derivation.random_picks(supernet, rng))
         expected = costs.expected_costs(supernet).numpy()
         model = arch.build(arch.derive(supernet, name=f"{space.name}_sample{i}"))
         rows.append(_measure(model, rng, expected))
@@ -137,7 +143,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     start = time.time()
     rng = np.random.default_rng(FLAGS.seed)
-    arena_errors, flatbuffer_errors = [], []
+    arena_errors, flatbuffer_errors, sram_cost, flash_cost = [], [], [], []
     ref_rows = []
     print("== reference models")
     for name in sorted(os.listdir(FLAGS.reference_dir)):
@@ -160,6 +166,8 @@ def main(argv):
         _report(f"search space {space_name}", rows, FLAGS.samples)
         arena_errors += [r["arena_tflite"] for r in rows]
         flatbuffer_errors += [r["flatbuffer_keras"] for r in rows]
+        sram_cost += [r["sram_cost"] for r in rows]
+        flash_cost += [r["flash_cost"] for r in rows]
     if FLAGS.random_models:
         for gen_name, generator in _random_models.GENERATORS.items():
             print(f"== random plain {gen_name}: {FLAGS.random_models} models")
@@ -170,6 +178,9 @@ def main(argv):
     print(f"== all: {len(arena_errors)} models in {time.time() - start:.0f} s")
     if flatbuffer_errors:
         print(f"flatbuffer_max_abs_error_pct={max(flatbuffer_errors):.3f}")
+    if sram_cost:  # The supernets' one-hot differentiable costs.
+        print(f"sram_cost_max_abs_error_pct={max(sram_cost):.3f}")
+        print(f"flash_cost_max_abs_error_pct={max(flash_cost):.3f}")
     print(f"arena_max_abs_error_pct={max(arena_errors):.3f}")
 
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tf_keras as keras
 
-from mnas import export
+from mnas import export, report
 
 SHAPE, CLASSES = (49, 10, 1), 12
 
@@ -68,7 +68,7 @@ def main():
               f"steps, {result.mismatch_fraction:.2%} of outputs differ; arena "
               f"{fit.arena_bytes} bytes, fits STM32F446RE: {fit.fits}")
     export.write_c_sources(qat, out_dir, name="kws", labels=[f"class{i}" for i in range(12)])
-    export.write_report(out_dir, task="kws", architecture=model, fit=fit, verification=result,
+    report.write_report(out_dir, task="kws", architecture=model, fit=fit, verification=result,
                         quantization="qat")
     print(f"files written to {out_dir}")
 

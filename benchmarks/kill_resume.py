@@ -6,7 +6,9 @@ run without interruption. Then the same command is started again and again into 
 output directory, and each start is killed with SIGKILL at the next kill point: points spread
 over every stage (inside search epochs, right after the search's derivation, inside final
 training epochs, during quantization-aware training, verification and the report), found by
-watching the command's output. A last start finishes the run. `arch.json`, `report.json`
+watching the command's output. A last start finishes the run. The feature cache starts empty
+(a fresh `MNAS_CACHE_DIR`), so the uninterrupted run computes the features and the others read
+them. `arch.json`, `report.json`
 (without the wall-clock figures `stage_seconds` and `host_latency_ms`, and the output folder
 in `config.out_dir`), `model.tflite` and the float weights of both runs are compared.
 
@@ -34,7 +36,7 @@ KILL_POINTS = (
     ("search", r"^Epoch 1/", 1.5),
     ("search", r"^Epoch 2/", 2.5),
     ("search", r"^Epoch 3/", 0.5),
-    ("search", r"^argmax architecture", 0.0),
+    ("search", r"^derived architecture", 0.0),
     ("train", r"^Epoch 1/", 1.0),
     ("train", r"^Epoch 2/", 2.0),
     ("train", r"^Epoch 3/", 3.0),
@@ -52,10 +54,10 @@ def command(flagfile, data_dir, out_dir):
             f"--data_dir={data_dir}", f"--out_dir={out_dir}", "--verbose=1"]
 
 
-def run_until(cmd, stage, pattern, delay):
+def run_until(cmd, stage, pattern, delay, cache_dir):
     """Starts `cmd`; kills it `delay` s after `pattern` appears in `stage`. Returns
     (killed, return code, seconds)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MNAS_CACHE_DIR=cache_dir)
     started = time.time()
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -109,25 +111,29 @@ def main():
         sys.exit(f"error: no data at {args.data_dir}: run `make data` first.")
     reference = os.path.join(args.out, "uninterrupted")
     resumed = os.path.join(args.out, "killed")
-    for folder in (reference, resumed):
+    cache_dir = os.path.join(ROOT, args.out, "feature_cache")
+    for folder in (reference, resumed, cache_dir):
         shutil.rmtree(os.path.join(ROOT, folder), ignore_errors=True)
 
-    _, code, seconds = run_until(command(args.flagfile, args.data_dir, reference), None, "", 0)
-    print(f"uninterrupted run: exit {code}, {seconds:.0f} s", flush=True)
+    _, code, seconds = run_until(command(args.flagfile, args.data_dir, reference), None, "", 0,
+                                 cache_dir)
+    print(f"uninterrupted run (features computed, empty cache): exit {code}, {seconds:.0f} s",
+          flush=True)
     if code != 0:
         sys.exit("error: the uninterrupted run failed")
 
     kills = 0
     for stage, pattern, delay in KILL_POINTS:
         killed, code, seconds = run_until(command(args.flagfile, args.data_dir, resumed),
-                                          stage, pattern, delay)
+                                          stage, pattern, delay, cache_dir)
         kills += killed
         what = "killed" if killed else f"not killed (exit {code})"
         print(f"kill point {stage} {pattern!r} +{delay} s: {what} after {seconds:.0f} s",
               flush=True)
         if not killed and code != 0:
             sys.exit("error: a resumed start failed")
-    _, code, seconds = run_until(command(args.flagfile, args.data_dir, resumed), None, "", 0)
+    _, code, seconds = run_until(command(args.flagfile, args.data_dir, resumed), None, "", 0,
+                                 cache_dir)
     print(f"final start: exit {code}, {seconds:.0f} s", flush=True)
 
     a, b = os.path.join(ROOT, reference), os.path.join(ROOT, resumed)

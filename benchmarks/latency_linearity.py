@@ -3,9 +3,10 @@
 Samples random architectures of the KWS search space (or, with `--source=ds_cnn`, random plain
 DS-CNN models), gives each trained-like statistics and converts it to int8 as
 `python -m mnas.profile --arch` does (`mnas.profile.convert_like_trained`), then times it in
-the TFLite Micro interpreter on the host (`mnas.tflm.measure_isolated`: a child process, the
-median of `--repeats` invocations after a warm-up) and fits `ms = slope * ops + intercept`
-(`mnas.latency.LatencyModel`). MicroNets saw r^2 0.95 to 0.99 on microcontrollers.
+the TFLite Micro interpreter on the host (`mnas.hardware.tflm.measure_isolated`: a child
+process, the median of `--repeats` invocations after a warm-up) and fits
+`ms = slope * ops + intercept` (`mnas.latency.LatencyModel`). MicroNets saw r^2 0.95 to 0.99
+on microcontrollers.
 
 Host timings are noisy when other jobs share the machine: every model is converted before any
 is timed, so the converter's threads do not compete with the timings; the models are timed in
@@ -29,7 +30,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, estimate, latency, profile, search_spaces, tflm
+from mnas import arch, derivation, latency, profile, search_spaces
+from mnas.hardware import estimate, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _random_models  # noqa: E402
@@ -58,7 +60,7 @@ def main(argv):
     start = time.time()
     for i in range(FLAGS.samples):
         if supernet is not None:
-            arch.random_one_hot(supernet, rng)
+            derivation.set_choices(supernet, derivation.random_picks(supernet, rng))
             model = arch.build(arch.derive(supernet, name=f"kws_sample{i}"))
         else:
             model = _random_models.ds_cnn(rng)

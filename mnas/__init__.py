@@ -26,9 +26,11 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "arch", "callbacks", "checkpoints", "costs", "datasets", "devices", "errors", "estimate",
-    "export", "latency", "layers", "search_spaces", "tflm",
+    "arch", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation", "devices",
+    "errors", "export", "hardware", "latency", "layers", "plots", "report", "search_spaces",
 )
+# Short names of modules that live in a subpackage: `mnas.estimate`, `from mnas import tflm`.
+_ALIASES = {"estimate": "hardware.estimate", "tflm": "hardware.tflm"}
 
 # Public name -> the module that defines it.
 _NAMES = {
@@ -37,22 +39,25 @@ _NAMES = {
     "ArchitectureLogger": "callbacks", "ResourceRegularizer": "callbacks",
     "Costs": "costs", "expected_costs": "costs", "minimum_costs": "costs",
     "register_cost": "costs",
+    "derive_within": "derivation", "fixed_choices": "derivation",
     "Device": "devices", "get_device": "devices", "load_device": "devices",
-    "Estimate": "estimate", "estimate_keras": "estimate", "estimate_tflite": "estimate",
+    "Estimate": "hardware.estimate", "estimate_keras": "hardware.estimate",
+    "estimate_tflite": "hardware.estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
-    "verify": "export", "write_c_sources": "export", "write_report": "export",
-    "LatencyModel": "latency",
+    "verify": "export", "write_c_sources": "export",
+    "describe_architecture": "report", "write_report": "report",
+    "LatencyModel": "latency", "OperatorLatencyModel": "latency",
     "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",
     "SearchableDepthwiseSeparable": "layers", "SearchableInvertedBottleneck": "layers",
     "SearchableSkip": "layers", "searchable_layers": "layers", "width_choices": "layers",
 }
 
-__all__ = sorted((*_SUBMODULES, *_NAMES))
+__all__ = sorted((*_SUBMODULES, *_ALIASES, *_NAMES))
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"mnas.{name}")
+    if name in _SUBMODULES or name in _ALIASES:
+        return importlib.import_module(f"mnas.{_ALIASES.get(name, name)}")
     if name in _NAMES:
         value = getattr(importlib.import_module(f"mnas.{_NAMES[name]}"), name)
         globals()[name] = value

@@ -21,10 +21,9 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 import tf_keras as keras
 
-from mnas import errors
+from mnas import errors, registry
 from mnas import layers as mlayers
 
 
@@ -132,33 +131,10 @@ def _chain(model):
 
 
 def _entry(layer):
-    """The spec entries of one supernet layer at its argmax."""
-    if isinstance(layer, mlayers.SearchableSkip):
-        if layer.choice():
-            return _entry(layer.layer)
-        if layer.downsamples:
-            return [{"type": "pool", "pool_size": list(layer.pool_size)}]
-        return []
-    if isinstance(layer, mlayers.SearchableConv2D):
-        return [{"type": "conv", "filters": layer.choice(),
-                 "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
-                 "padding": layer.padding, "activation": layer.activation,
-                 "source": layer.name}]
-    if isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-        return [{"type": "ds", "filters": layer.choice(), "strides": list(layer.strides),
-                 "kernel_size": list(layer.kernel_size), "activation": layer.activation,
-                 "source": layer.name}]
-    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
-        # One entry per kept block; every block has the stage's (shared) output width.
-        return [{"type": "ib", "expand": expand.choice(), "filters": layer.choice(),
-                 "strides": list(layer.strides) if i == 0 else [1, 1],
-                 "kernel_size": list(layer.kernel_size), "activation": layer.activation,
-                 "residual": i > 0, "source": layer.name, "block": i}
-                for i, expand in enumerate(layer.expand_layers)
-                if i == 0 or not layer.skippable or layer.depth_layers[i - 1].choice()]
-    if isinstance(layer, mlayers.SearchableDense):
-        return [{"type": "dense", "units": layer.choice(), "activation": layer.activation,
-                 "source": layer.name}]
+    """The spec entries of one supernet layer at its argmax: its record's, or the layer."""
+    record = registry.get(layer)
+    if record is not None and record.derive is not None:
+        return record.derive(layer)
     if isinstance(layer, (mlayers.ArchitectureMixin, keras.Model)):
         raise errors.UnsupportedLayerError(
             f"Layer {layer.name!r} of type {type(layer).__name__} cannot be derived: use a chain "
@@ -259,41 +235,10 @@ def _apply(entry, entry_layers, x):
 
 def _source_weights(layer, entry):
     """The weights of a supernet layer in the order the entry's plain layers are built."""
-    if isinstance(layer, mlayers.SearchableInvertedBottleneck):
-        i = entry.get("block", 0)
-        expand = layer.expand_layers[i]
-        parts = [expand.conv, expand.bn, layer.depthwise[i], layer.bn_depthwise[i],
-                 layer.project[i], layer.bn_project[i]]
-    elif isinstance(layer, mlayers.SearchableConv2D):
-        parts = [layer.conv, layer.bn]
-    elif isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-        parts = [layer.depthwise, layer.bn_depthwise, layer.pointwise, layer.bn_pointwise]
-    elif isinstance(layer, mlayers.SearchableDense):
-        parts = [layer.dense]
-    else:
-        parts = [layer]
+    record = registry.get(layer)
+    parts = ([layer] if record is None or record.source_weights is None
+             else record.source_weights(layer, entry))
     return [w for part in parts for w in part.get_weights()]
-
-
-def _fold_masked_inputs(source, entry_layers):
-    """Folds what a DS block's dropped input channels contributed in the supernet into its BN.
-
-    The supernet's depthwise conv sees the dropped input channels as zeros, but its batch norm
-    shifts them to a constant, which the pointwise conv reads: a constant per output channel,
-    which the derived model gets by lowering the pointwise batch norm's moving mean.
-    """
-    depthwise = entry_layers[0]
-    bn_pointwise = [x for x in entry_layers if isinstance(x, keras.layers.BatchNormalization)][-1]
-    kept = depthwise.input_shape[-1]
-    if kept >= source.depthwise.depthwise_kernel.shape[2]:
-        return
-    bn = source.bn_depthwise
-    leaked = bn.beta - bn.gamma * bn.moving_mean / np.sqrt(bn.moving_variance + bn.epsilon)
-    if source.activation:
-        leaked = keras.activations.get(source.activation)(leaked)
-    kernel = source.pointwise.kernel[0, 0, kept:, :bn_pointwise.moving_mean.shape[0]]
-    offset = np.asarray(leaked)[kept:] @ np.asarray(kernel)
-    bn_pointwise.moving_mean.assign(bn_pointwise.moving_mean - offset)
 
 
 def _find_layer(model, name):
@@ -315,7 +260,8 @@ def build(spec, weights_from=None):
             None (fresh initialisation).
 
     Returns:
-        A functional `tf_keras` model with no searchable layers.
+        A functional `tf_keras` model with no searchable layers; its `mnas_entry_layers`
+        lists the Keras layer names each spec entry became.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = ArchSpec.load(spec)
@@ -332,6 +278,9 @@ def build(spec, weights_from=None):
         built.append((entry, entry_layers))
     model = keras.Model(inputs, x, name=spec.name)
     model.mnas_backbone = spec.backbone
+    # The Keras layer names of each spec entry, in order, for per-entry figures in reports.
+    model.mnas_entry_layers = [[layer.name for layer in entry_layers]
+                               for _, entry_layers in built]
     if weights_from is not None:
         for entry, entry_layers in built:
             if "source" not in entry:
@@ -340,8 +289,6 @@ def build(spec, weights_from=None):
             targets = [w for plain in entry_layers for w in plain.weights]
             for target, value in zip(targets, _source_weights(layer, entry)):
                 target.assign(value[tuple(slice(0, d) for d in target.shape)])
-            if isinstance(layer, mlayers.SearchableDepthwiseSeparable):
-                _fold_masked_inputs(layer, entry_layers)
     return model
 
 
@@ -460,11 +407,3 @@ def get_architecture(name):
     raise errors.UnknownNameError(
         f"Invalid value for `arch`: expected one of {sorted(NAMED_ARCHITECTURES)} or the path "
         f"of a saved spec, received {name!r}.")
-
-
-def random_one_hot(model, rng):
-    """Sets every searchable layer of `model` to a random one-hot choice (for sampling)."""
-    for layer in mlayers.searchable_layers(model):
-        logits = np.full(layer.num_options, -10.0, dtype="float32")
-        logits[rng.integers(layer.num_options)] = 10.0
-        layer.alpha.assign(logits)

@@ -3,7 +3,9 @@
 `ResourceRegularizer` adds to the training loss, at every step, a penalty on each expected cost
 (SRAM, flash, latency) above its target. Each penalty's strength is a Lagrange multiplier that
 the callback adapts after every step (dual ascent): it grows while its constraint is violated and
-shrinks once it is met, so the constraints end up met without a weight to tune.
+shrinks once it is met, so the constraints end up met without a weight to tune. The
+architecture logits get their own optimizer (Adam, learning rate 0.02, no weight decay, by
+default), optionally on batches held out from the weights' (first-order bilevel, `arch_data`).
 
 Example:
 
@@ -22,7 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mnas import costs as mcosts
-from mnas import devices, errors
+from mnas import derivation, devices
 from mnas import layers as mlayers
 
 RESOURCES = ("sram", "flash", "latency")
@@ -50,6 +52,67 @@ class _PenaltyHook:
         return self.regularizer.penalty()
 
 
+def _architecture_step(regularizer):
+    """A `train_step` that updates the weights with the model's optimizer and the architecture
+    logits with the regulariser's, on the same batch or on one of `arch_data`."""
+
+    def train_step(data):
+        model = regularizer.model
+        arch_vars = regularizer.arch_variables
+        arch_refs = {v.ref() for v in arch_vars}
+        weights = [v for v in model.trainable_variables if v.ref() not in arch_refs]
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x, y, y_pred, sample_weight)
+        iterator = regularizer._arch_iterator  # noqa: SLF001
+        if iterator is None:
+            grads = tape.gradient(loss, weights + arch_vars)
+            weight_grads, arch_grads = grads[:len(weights)], grads[len(weights):]
+        else:
+            weight_grads = tape.gradient(loss, weights)
+        model.optimizer.apply_gradients(
+            (g, v) for g, v in zip(weight_grads, weights) if g is not None)
+
+        def update_architecture():
+            grads = arch_grads if iterator is None else _held_out_gradients(model, iterator,
+                                                                            arch_vars)
+            regularizer.arch_optimizer.apply_gradients(
+                (tf.zeros_like(v) if g is None else g, v) for g, v in zip(grads, arch_vars))
+            return tf.constant(True)
+
+        if tf.distribute.has_strategy():
+            # Under a distribution strategy the optimizer's cross-replica merge cannot sit in a
+            # `tf.cond`: the step is traced for the switch's current value instead, and traced
+            # again when it flips (`on_epoch_begin`).
+            regularizer._traced_per_switch = True  # noqa: SLF001
+            if regularizer._step_enabled:  # noqa: SLF001
+                update_architecture()
+        else:
+            tf.cond(regularizer._enabled > 0, update_architecture,  # noqa: SLF001
+                    lambda: tf.constant(False))
+        return model.compute_metrics(x, y, y_pred, sample_weight)
+
+    return train_step
+
+
+def _held_out_gradients(model, iterator, variables):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(next(iterator))
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x, y, model(x, training=True), sample_weight)
+    return tape.gradient(loss, variables)
+
+
+def _arch_optimizer(value, learning_rate):
+    if value == "adam":
+        return keras.optimizers.Adam(learning_rate, name="arch_adam")
+    if value == "shared" or isinstance(value, keras.optimizers.Optimizer):
+        return value
+    raise ValueError(
+        f"Invalid value for `arch_optimizer`: expected 'adam', 'shared' or a Keras optimizer, "
+        f"received {value!r}.")
+
+
 class ResourceRegularizer(keras.callbacks.Callback):
     """Penalises expected SRAM, flash and latency above their targets at every training step.
 
@@ -71,10 +134,31 @@ class ResourceRegularizer(keras.callbacks.Callback):
             relative violation. Defaults to `0.02`.
         margin: Relative margin under each target that the penalty aims for, so the argmax
             architecture lands under the target too. Defaults to `0.05`.
+        arch_optimizer: `"adam"` (Adam with `arch_learning_rate`, no weight decay), `"shared"`
+            (the model's own optimizer trains the logits with the weights), or a Keras
+            optimizer. Defaults to `"adam"`.
+        arch_learning_rate: Learning rate of the `"adam"` architecture optimizer. Defaults to
+            `0.02` (on the embedded keyword data, a 5-epoch search at 0.01 ended undecided).
+        arch_data: A `tf.data.Dataset` of (x, y) batches held out from training: the logits
+            are then updated on its batches (first-order bilevel), the weights on the training
+            batches. Defaults to None (both on the training batches).
+        smoothness: Softness of the SRAM cost's maximum over operators, relative to the peak
+            (`mnas.costs.smooth_max`). Defaults to `0.05`.
+        straight_through: Penalise the costs of the argmax architecture, the one derivation
+            takes (gradients through the probabilities), instead of the costs of the expected
+            widths, which a search can meet by spreading its probabilities while its argmax
+            stays over budget. Defaults to `True`.
+        aim: Resources whose target the search aims at rather than only stays under
+            (`"latency"`, `"sram"`, `"flash"`): their penalty is two-sided, so a cost below
+            its target is pushed up too, within `margin` of it (the absolute-value reward of
+            TuNAS, which keeps a one-sided search from collapsing to small networks). The
+            search then chooses how to spend the budget, not whether to. Defaults to `()`.
         verbose: Print a line per epoch with the expected costs. Defaults to `0`.
 
     Logs (per batch and per epoch): `expected_sram_bytes`, `expected_flash_bytes`,
-    `expected_ops`, `expected_latency_ms`, and `strength_<resource>` per target.
+    `expected_ops`, `expected_latency_ms` (the costs the penalty sees: with `straight_through`,
+    those of the argmax architecture), `strength_<resource>` per target, and per epoch
+    `min_top_probability` (`mnas.derivation.min_top_probability`).
 
     Raises:
         BudgetUnreachableError: (in `fit`) a target is below what the smallest architecture of
@@ -83,7 +167,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     def __init__(self, device=None, sram_bytes=None, flash_bytes=None, latency_ms=None,
                  backbone=None, warmup_epochs=0, temperature=None, adapt_rate=0.02,
-                 margin=0.05, verbose=0):
+                 margin=0.05, arch_optimizer="adam", arch_learning_rate=0.02, arch_data=None,
+                 smoothness=mcosts.SRAM_SMOOTHNESS, straight_through=True, aim=(), verbose=0):
         super().__init__()
         self.device = devices.get_device(device) if device is not None else None
         targets = {
@@ -125,17 +210,47 @@ class ResourceRegularizer(keras.callbacks.Callback):
             raise ValueError(
                 f"Invalid value for `margin`: expected a fraction in [0, 1), received {margin!r}.")
         self.margin = float(margin)
+        self.arch_optimizer = _arch_optimizer(
+            arch_optimizer, _positive(arch_learning_rate, "arch_learning_rate", "(a rate)"))
+        self.arch_data = arch_data
+        self.smoothness = _positive(smoothness, "smoothness", "(a fraction of the peak)")
+        self.straight_through = bool(straight_through)
+        aim = (aim,) if isinstance(aim, str) else tuple(aim)
+        for name in aim:
+            if name not in self.targets:
+                raise ValueError(
+                    f"Invalid value for `aim`: expected resources with a target "
+                    f"{tuple(self.targets)}, received {name!r}.")
+        self.aim = aim
         self.verbose = verbose
         self._strengths = {k: tf.Variable(0.0, trainable=False, name=f"strength_{k}")
                            for k in self.targets}
         self._costs = {k: tf.Variable(0.0, trainable=False, name=f"expected_{k}")
                        for k in ("sram", "flash", "ops", "latency")}
+        # The exact correction of the closed forms at the current argmax (`costs.correction`),
+        # refreshed every epoch: the step function reads it without calling the estimator.
+        self._offsets = mcosts.Costs(*(tf.Variable(0.0, trainable=False, name=f"offset_{f}")
+                                       for f in ("ops", "flash", "sram", "planned", "persistent")))
         self._enabled = tf.Variable(0.0, trainable=False, name="penalty_enabled")
+        # The device's latency over its ops-only form at the argmax architecture, refreshed
+        # with the offsets: the expected ops carry the gradient, this ratio the level.
+        self._latency_scale = tf.Variable(1.0, trainable=False, name="latency_scale")
+        self._arch_iterator = None
+        self._exact_cache = {}
+        # The switch as a distributed step was traced with (see `_architecture_step`).
+        self._step_enabled = False
+        self._traced_per_switch = False
+
+    @property
+    def own_optimizer(self):
+        """True when the logits have their own optimizer (not the model's)."""
+        return self.arch_optimizer != "shared"
 
     def _expected(self):
-        c = mcosts.expected_costs(self.model)
+        c = mcosts.smooth_costs(self.model, self.smoothness,
+                                self.straight_through).shifted(self._offsets)
         return {"sram": c.sram_bytes, "flash": c.flash_bytes, "ops": c.ops,
-                "latency": self.device.latency_ms(c.ops, self._backbone)
+                "latency": self.device.latency_ms(c.ops, self._backbone) * self._latency_scale
                 if self.device is not None else tf.constant(0.0)}
 
     def penalty(self):
@@ -146,8 +261,14 @@ class ResourceRegularizer(keras.callbacks.Callback):
         total = tf.constant(0.0)
         for name, target in self.targets.items():
             violation = expected[name] / (target * (1.0 - self.margin)) - 1.0
-            total += self._strengths[name] * tf.nn.relu(violation)
+            total += self._strengths[name] * (tf.abs(violation) if name in self.aim
+                                              else tf.nn.relu(violation))
         return self._enabled * total
+
+    def _violation(self, name, cost):
+        """How far a cost is from what its penalty accepts (> 0: the strength grows)."""
+        relative = cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
+        return abs(relative) - self.margin if name in self.aim else relative
 
     def on_train_begin(self, logs=None):
         self._searchable = mlayers.searchable_layers(self.model)
@@ -159,118 +280,85 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self.check_reachable(self.model)
         for variable in self._strengths.values():
             variable.assign(0.0)
+        self._refresh_offsets()
         hook = getattr(self.model, "_mnas_penalty_hook", None)
         if hook is None:
             hook = _PenaltyHook()
             self.model._mnas_penalty_hook = hook
             self.model.add_loss(hook)
         hook.regularizer = self
+        self._step_enabled = self._traced_per_switch = False
+        if self.own_optimizer:
+            self.arch_optimizer.build(self.arch_variables)
+            self._arch_iterator = (iter(self.arch_data.repeat()) if self.arch_data is not None
+                                   else None)
+            self.model.train_step = _architecture_step(self)
         # The step function may have been traced by an earlier fit without the penalty.
         self.model.train_function = self.model.make_train_function(force=True)
         self.model.test_function = None
 
     @property
+    def arch_variables(self):
+        """The architecture logits of the model, each once."""
+        found = {}
+        for layer in self._searchable:
+            for variable in layer.arch_weights:
+                found.setdefault(variable.ref(), variable)
+        return list(found.values())
+
+    @property
     def state_variables(self):
-        """The penalty strengths: what a checkpoint must hold to resume the search."""
-        return dict(self._strengths)
+        """What a checkpoint must hold to resume the search: the penalty strengths and the
+        architecture optimizer."""
+        state = dict(self._strengths)
+        if self.own_optimizer:
+            state["arch_optimizer"] = self.arch_optimizer
+        return state
 
     def check_reachable(self, model):
         """Raises `BudgetUnreachableError` if a target is below the supernet's smallest cost.
 
-        `fit` calls it when training begins; call it earlier to refuse a budget before any
-        work is done.
+        The smallest architecture is costed exactly (`mnas.derivation.check_reachable`), as
+        derivation checks its answer. `fit` calls it when training begins; call it earlier to
+        refuse a budget before any work is done.
         """
-        reachable = self._budget_figures(mcosts.minimum_costs(model), model)
-        units = {"sram": "bytes", "flash": "bytes", "latency": "ms"}
-        for name, target in self.targets.items():
-            if name in reachable and reachable[name] > target:
-                raise errors.BudgetUnreachableError(
-                    f"Invalid {name} target: {target:g} {units[name]} is below the smallest "
-                    f"{name} any architecture of this supernet needs, {reachable[name]:.0f} "
-                    f"{units[name]} (every block skipped, narrowest widths).")
+        derivation.check_reachable(model, self.targets, self.device, self._backbone_of(model))
 
-    def _one_hot_costs(self, model, searchable, picks):
-        for layer, pick in zip(searchable, picks):
-            logits = np.full(layer.num_options, -30.0, dtype="float32")
-            logits[pick] = 30.0
-            layer.alpha.assign(logits)
-        return self._budget_figures(mcosts.expected_costs(model).numpy(), model)
+    def _refresh_offsets(self):
+        fresh = mcosts.correction(self.model, self.smoothness, cache=self._exact_cache)
+        for variable, value in zip(mcosts._values(self._offsets), mcosts._values(fresh)):  # noqa: SLF001
+            variable.assign(value)
+        if self.device is not None:
+            exact = derivation.exact_costs(self.model, device=self.device,
+                                           backbone=self._backbone, cache=self._exact_cache)
+            ops_only = float(self.device.latency_ms(exact["ops"], self._backbone))
+            self._latency_scale.assign(exact["latency"] / ops_only if ops_only > 0 else 1.0)
 
     def _backbone_of(self, model):
         return self.backbone or getattr(model, "mnas_backbone", "default")
 
-    def _budget_figures(self, costs, model):
-        """SRAM, flash and (with a device) latency of `Costs`, as the targets measure them."""
-        figures = {"sram": costs.sram_bytes, "flash": costs.flash_bytes}
-        if self.device is not None:
-            figures["latency"] = float(self.device.latency_ms(costs.ops, self._backbone_of(model)))
-        return figures
-
-    def _within(self, values):
-        return all(values[k] <= t * (1.0 - self.margin) for k, t in self.targets.items()
-                   if k in values)
-
-    def derive(self, model, name=None):
-        """The searched architecture, moved to the nearest one that meets the targets.
-
-        Starts from the argmax of every decision (what `mnas.derive` gives). While its exact
-        costs (one-hot, the same rules as the penalty) exceed a target less the margin, it
-        narrows the decision whose next narrower option the search found most likely
-        relative to its current one (for a skippable block: skipping it). Then, while a wider
-        option still fits, it widens by the same rule. A short search rarely ends with
-        one-hot probabilities, so the argmax alone can land far above or below the budget.
-
-        Args:
-            model: The searched supernet.
-            name: Name of the derived architecture. Defaults to the model's.
-
-        Returns:
-            (`ArchSpec`, a dict of its costs: `sram`, `flash`, and `latency` with a device).
-        """
-        from mnas import arch
-
-        searchable = mlayers.searchable_layers(model)
-        saved = [keras.backend.get_value(layer.alpha) for layer in searchable]
-        probabilities = [np.asarray(layer.probabilities(), dtype=np.float64) + 1e-12
-                         for layer in searchable]
-        picks = [layer._argmax() for layer in searchable]
-        try:
-            values = self._one_hot_costs(model, searchable, picks)
-            while not self._within(values) and any(picks):
-                i = max((i for i, p in enumerate(picks) if p > 0),
-                        key=lambda i: probabilities[i][picks[i] - 1] / probabilities[i][picks[i]])
-                picks[i] -= 1
-                values = self._one_hot_costs(model, searchable, picks)
-            frozen = set()
-            while self._within(values):
-                open_ = [i for i, layer in enumerate(searchable)
-                         if picks[i] < layer.num_options - 1 and i not in frozen]
-                if not open_:
-                    break
-                i = max(open_, key=lambda i: probabilities[i][picks[i] + 1]
-                        / probabilities[i][picks[i]])
-                picks[i] += 1
-                wider = self._one_hot_costs(model, searchable, picks)
-                if self._within(wider):
-                    values = wider
-                else:
-                    picks[i] -= 1
-                    frozen.add(i)
-            self._one_hot_costs(model, searchable, picks)
-            spec = arch.derive(model, name=name)
-        finally:
-            for layer, value in zip(searchable, saved):
-                layer.alpha.assign(value)
-        return spec, values
+    def derive(self, model, name=None, fill_budget=False):
+        """The searched architecture within the targets (`mnas.derivation.derive_within`)."""
+        return derivation.derive_within(model, self.targets, self.device,
+                                        self._backbone_of(model), fill_budget, name)
 
     def on_train_end(self, logs=None):
         self._enabled.assign(0.0)
         for layer in self._searchable:
             layer.arch_gate.assign(1.0)
+        if self.own_optimizer:
+            del self.model.train_step
+            self.model.train_function = None
+        self._arch_iterator = None
 
     def on_epoch_begin(self, epoch, logs=None):
         warm = epoch < self.warmup_epochs
         self._enabled.assign(0.0 if warm else 1.0)
+        if self._step_enabled == warm:
+            self._step_enabled = not warm
+            if self._traced_per_switch:
+                self._traced_per_switch = False
+                self.model.train_function = self.model.make_train_function(force=True)
         for layer in self._searchable:
             layer.arch_gate.assign(0.0 if warm else 1.0)
         if self.temperature is not None:
@@ -280,14 +368,15 @@ class ResourceRegularizer(keras.callbacks.Callback):
             value = start * (end / start) ** progress
             for layer in self._searchable:
                 layer.temperature.assign(value)
+        self._refresh_offsets()
 
     def on_train_batch_end(self, batch, logs=None):
         costs = {k: float(v.numpy()) for k, v in self._costs.items()}
         if self._enabled.numpy() > 0:
-            for name, target in self.targets.items():
-                violation = costs[name] / (target * (1.0 - self.margin)) - 1.0
+            for name in self.targets:
                 strength = self._strengths[name]
-                strength.assign(max(0.0, float(strength.numpy()) + self.adapt_rate * violation))
+                strength.assign(max(0.0, float(strength.numpy())
+                                    + self.adapt_rate * self._violation(name, costs[name])))
         if logs is not None:
             logs.update(self._figures(costs))
 
@@ -302,32 +391,48 @@ class ResourceRegularizer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         costs = {k: float(v.numpy()) for k, v in self._costs.items()}
         figures = self._figures(costs)
+        figures["min_top_probability"] = derivation.min_top_probability(self.model)
         if logs is not None:
             logs.update(figures)
         if self.verbose:
             parts = [f"{k} {costs[k]:.0f}/{v:.0f}" for k, v in self.targets.items()]
-            print(f"Epoch {epoch + 1}: expected costs / targets: {', '.join(parts)}")
+            print(f"Epoch {epoch + 1}: expected costs / targets: {', '.join(parts)}; "
+                  f"smallest top probability {figures['min_top_probability']:.2f}")
 
 
 class ArchitectureLogger(keras.callbacks.Callback):
-    """Records each decision's probabilities and argmax per epoch, to a JSON-lines file.
+    """Records each decision's probabilities and argmax per epoch, to a JSON-lines file and to
+    TensorBoard.
 
     Args:
         path: File to append one JSON object per epoch to: `epoch`, `probabilities` (decision
-            name -> list), `choices` (decision name -> argmax width, or keep/skip), and the
-            epoch's logs. Defaults to None (keep the records in `history` only).
+            name -> list), `options` (decision name -> the options' widths, or skip / keep),
+            `choices` (decision name -> argmax width, or keep/skip), and the epoch's logs.
+            Defaults to None (keep the records in `history` only).
+        log_dir: TensorBoard folder to write, per decision, each option's probability as a
+            scalar (`architecture_<decision>/width_<width>`, or `.../skip` and `.../keep`)
+            and the most probable option's probability (`architecture_<decision>/top`); a
+            decision's scalars share a section. Defaults to None (no TensorBoard output).
     """
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, log_dir=None):
         super().__init__()
         self.path = path
+        self.log_dir = log_dir
         self.history = []
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if self.log_dir and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": epoch, "probabilities": {}, "choices": {}}
+        record = {"epoch": epoch, "probabilities": {}, "options": {}, "choices": {}}
         for layer in mlayers.searchable_layers(self.model):
             record["probabilities"][layer.name] = [
                 float(p) for p in np.asarray(layer.probabilities())]
+            options = getattr(layer, "choices", None) or getattr(layer, "OPTIONS", None)
+            record["options"][layer.name] = list(options) if options else None
             record["choices"][layer.name] = layer.choice()
         record["logs"] = {k: float(v) for k, v in (logs or {}).items()
                           if np.ndim(v) == 0}
@@ -336,3 +441,20 @@ class ArchitectureLogger(keras.callbacks.Callback):
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            self._write_summaries(record)
+
+    def _write_summaries(self, record):
+        with self._writer.as_default(step=record["epoch"]):
+            for name, probabilities in record["probabilities"].items():
+                options = record["options"][name] or range(len(probabilities))
+                for option, p in zip(options, probabilities):
+                    label = option if isinstance(option, str) else f"width_{option}"
+                    tf.summary.scalar(f"architecture_{name}/{label}", p)
+                tf.summary.scalar(f"architecture_{name}/top", max(probabilities))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

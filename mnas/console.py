@@ -9,10 +9,12 @@ Python's `sys.stderr` writes to the real standard error directly.
 """
 
 import atexit
+import contextlib
 import io
 import os
 import re
 import sys
+import tempfile
 import threading
 
 # glog/absl lines ("I0000 00:00:1733.5 123 port.cc:153] ..."), TensorFlow's older C++ log lines
@@ -65,3 +67,65 @@ def own_lines_only():
         pump.join(timeout=5)
 
     atexit.register(restore)
+
+
+class Captured:
+    """What native code wrote to file descriptor 2 inside a `native_stderr` block."""
+
+    text = ""
+
+
+_capture_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr(silent_on=()):
+    """Sends what is written to file descriptor 2 in the block to a `Captured`, not the terminal.
+
+    Native code (the TFLite Micro interpreter's allocation report, TensorFlow's C++ logs, the
+    converter's progress lines) writes to the descriptor itself, which no log level silences.
+
+    If an exception escapes the block, the captured text is written back to standard error
+    as context, unless the exception is one of `silent_on`.
+
+    Args:
+        silent_on: Exception classes that escape without the captured text (errors already
+            explained in one line). Defaults to none.
+
+    Yields:
+        A `Captured`, whose `text` is set when the block ends.
+
+    Example:
+
+    >>> with native_stderr() as captured:
+    ...     _ = os.write(2, b"native line\\n")
+    >>> captured.text
+    'native line\\n'
+    """
+    captured = Captured()
+    with _capture_lock, tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield captured
+        except silent_on:
+            raise
+        except BaseException:
+            _restore(saved)
+            sys.stderr.write(_read(f))
+            raise
+        finally:
+            _restore(saved)
+            os.close(saved)
+            captured.text = _read(f)
+
+
+def _restore(saved):
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+
+
+def _read(f):
+    f.seek(0)
+    return f.read().decode(errors="replace")

@@ -1,8 +1,11 @@
-"""Microcontroller profiles: memory, reserves for TFLite Micro and the application, throughput.
+"""Microcontroller profiles: memory, reserves for TFLite Micro and the application, latency.
 
-Profiles are data. The built-in ones are the three STM32 boards of MicroNets (table 1), with
-throughputs implied by its table 4 (MOps per second of latency, per backbone). Custom profiles
-are JSON files with the same fields.
+Profiles are data: `devices.json` in this package holds the three STM32 boards of MicroNets
+(table 1) and more parts, each with the source of its figures and whether its latency model
+was fitted to latencies measured on it (`measured`) or scaled from a measured board by clock
+and core (`scaled`). Custom profiles are JSON files with the same fields; `calibrate` fits a
+profile's latency model to latencies measured on the board, so the search, the derivation,
+the report and `mnas.profile` all use the board's own figures.
 
 Example:
 
@@ -10,26 +13,27 @@ Example:
 >>> dev = devices.get_device("STM32F746ZG")
 >>> dev.sram_budget_bytes
 319488
->>> round(dev.latency_ms(30.6e6, "ds_cnn"), 1)
-165.4
+>>> dev.latency_model.clock_mhz
+216.0
 """
 
 import dataclasses
 import json
 import os
 
-from mnas import errors
+from mnas import errors, latency
 
 KIB = 1024
 # What the paper measured outside the arena: TFLM itself ~4 KB of SRAM and ~37 KB of code; the
 # rest of the reserve is left for the application (stack, buffers, drivers).
 DEFAULT_SRAM_RESERVE = 8 * KIB
 DEFAULT_FLASH_RESERVE = 64 * KIB
+DATA_FILE = os.path.join(os.path.dirname(__file__), "devices.json")
 
 
 @dataclasses.dataclass(frozen=True)
 class Device:
-    """A microcontroller's resources.
+    """A microcontroller's resources and latency model.
 
     Args:
         name: Device name.
@@ -39,9 +43,15 @@ class Device:
             tensor arena gets the rest.
         flash_reserve_bytes: Flash kept for TFLite Micro's code and the application; the model
             gets the rest.
+        latency: The per-operator latency model: the fields of
+            `mnas.latency.OperatorLatencyModel` (`cycles_per_unit`, `clock_mhz`, `factor`,
+            `misaligned_factor`, `ops_cycles`). Defaults to none (then `mops_per_second`).
         mops_per_second: Throughput in millions of ops (2 per multiply-accumulate) per second,
-            per backbone name (`ds_cnn`, `mobilenet_v2`, ...). The key `default` is used for a
-            backbone without an entry.
+            per backbone name, `default` for any other; used only without `latency`.
+        core: The processor core, e.g. `cortex-m4`. Defaults to `""`.
+        source: Where the memory and clock figures come from. Defaults to `""`.
+        latency_source: `measured: ...` when the latency model was fitted to latencies measured
+            on this part, `scaled: ...` when it was scaled from another part. Defaults to `""`.
     """
 
     name: str
@@ -49,7 +59,11 @@ class Device:
     flash_bytes: int
     sram_reserve_bytes: int = DEFAULT_SRAM_RESERVE
     flash_reserve_bytes: int = DEFAULT_FLASH_RESERVE
+    latency: dict = dataclasses.field(default_factory=dict)
     mops_per_second: dict = dataclasses.field(default_factory=dict)
+    core: str = ""
+    source: str = ""
+    latency_source: str = ""
 
     def __post_init__(self):
         _check_profile(dataclasses.asdict(self), source=f"device {self.name!r}")
@@ -64,6 +78,11 @@ class Device:
         """Flash left for the model flatbuffer."""
         return self.flash_bytes - self.flash_reserve_bytes
 
+    @property
+    def latency_model(self):
+        """The `OperatorLatencyModel`, or None for a throughput-only profile."""
+        return latency.OperatorLatencyModel(**self.latency) if self.latency else None
+
     def throughput(self, backbone="default"):
         """MOps per second for `backbone` (falls back to the `default` entry)."""
         if backbone in self.mops_per_second:
@@ -76,8 +95,27 @@ class Device:
         )
 
     def latency_ms(self, ops, backbone="default"):
-        """Latency estimate in milliseconds for `ops` operations (a number or a tensor)."""
+        """Latency in milliseconds from total ops only (a number or a tensor).
+
+        The per-operator model's ops-only form (`OperatorLatencyModel.predict_ops_ms`) when
+        the profile has one, else ops / throughput for `backbone`. `model_latency_ms` is the
+        full model, for a known graph.
+        """
+        model = self.latency_model
+        if model is not None:
+            return model.predict_ops_ms(ops)
         return ops / (self.throughput(backbone) * 1e3)
+
+    def model_latency_ms(self, model, backbone="default"):
+        """Latency in milliseconds of a model: a `ModelInfo` or a `.tflite` path or bytes."""
+        latency_model = self.latency_model
+        if latency_model is not None:
+            return latency_model.predict_ms(model)
+        from mnas.hardware import estimate, tflite_file
+
+        if not isinstance(model, tflite_file.ModelInfo):
+            model = estimate.read_model_info(model)
+        return self.latency_ms(estimate.estimate_model_info(model).ops, backbone)
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -89,9 +127,13 @@ _FIELDS = {
     "flash_bytes": int,
     "sram_reserve_bytes": int,
     "flash_reserve_bytes": int,
+    "latency": dict,
     "mops_per_second": dict,
+    "core": str,
+    "source": str,
+    "latency_source": str,
 }
-_REQUIRED = ("name", "sram_bytes", "flash_bytes", "mops_per_second")
+_REQUIRED = ("name", "sram_bytes", "flash_bytes")
 
 
 def _check_profile(profile, source):
@@ -136,32 +178,79 @@ def _check_profile(profile, source):
                 f"Invalid value for `{field}` in {source}: expected 0 or more and less than "
                 f"`{total}` ({profile[total]}), received {value}."
             )
-    if not profile["mops_per_second"]:
+    if not profile.get("mops_per_second") and not profile.get("latency"):
         raise errors.DeviceProfileError(
-            f"Invalid value for `mops_per_second` in {source}: expected at least one "
-            f"backbone's throughput, received {{}}."
-        )
-    for backbone, mops in profile["mops_per_second"].items():
+            f"Invalid device profile in {source}: expected a `latency` model or "
+            f"`mops_per_second` throughputs, received neither.")
+    for backbone, mops in profile.get("mops_per_second", {}).items():
         if isinstance(mops, bool) or not isinstance(mops, (int, float)) or mops <= 0:
             raise errors.DeviceProfileError(
                 f"Invalid value for `mops_per_second.{backbone}` in {source}: expected a "
                 f"positive number of MOps per second, received {mops!r}."
             )
+    if profile.get("latency"):
+        fields = {f.name for f in dataclasses.fields(latency.OperatorLatencyModel)}
+        unknown = sorted(set(profile["latency"]) - fields)
+        if unknown or "cycles_per_unit" not in profile["latency"] or \
+                "clock_mhz" not in profile["latency"]:
+            raise errors.DeviceProfileError(
+                f"Invalid value for `latency` in {source}: expected `cycles_per_unit` and "
+                f"`clock_mhz` (and optionally {sorted(fields - {'cycles_per_unit', 'clock_mhz'})}"
+                f"), received {sorted(profile['latency'])}.")
+        try:
+            latency.OperatorLatencyModel(**profile["latency"])
+        except errors.DeviceProfileError as e:
+            raise errors.DeviceProfileError(f"{str(e)[:-1]} in {source}.") from None
 
 
-BUILTIN = {
-    "STM32F446RE": Device(
-        "STM32F446RE", sram_bytes=128 * KIB, flash_bytes=512 * KIB,
-        mops_per_second={"ds_cnn": 73.0, "mobilenet_v2": 40.0, "default": 60.0}),
-    "STM32F746ZG": Device(
-        "STM32F746ZG", sram_bytes=320 * KIB, flash_bytes=1024 * KIB,
-        mops_per_second={"ds_cnn": 185.0, "mobilenet_v2": 100.0, "default": 150.0}),
-    "STM32F767ZI": Device(
-        "STM32F767ZI", sram_bytes=512 * KIB, flash_bytes=2048 * KIB,
-        mops_per_second={"ds_cnn": 190.0, "mobilenet_v2": 105.0, "default": 155.0}),
-}
+def _builtin():
+    """The profiles of `devices.json`, each `latency` completed from the fit it names."""
+    with open(DATA_FILE) as f:
+        table = json.load(f)
+    out = {}
+    for entry in table["devices"]:
+        model = dict(entry["latency"])
+        shared = {k: v for k, v in table["fits"][model.pop("fit")].items() if k != "source"}
+        out[entry["name"]] = Device(**dict(entry, latency=dict(shared, **model)))
+    return out
+
+
+BUILTIN = _builtin()
 # Short names as the paper's tables use them.
 ALIASES = {"S": "STM32F446RE", "M": "STM32F746ZG", "L": "STM32F767ZI"}
+
+
+def calibrate(device, measurements, name=None):
+    """A device profile whose latency model is fitted to latencies measured on the board.
+
+    With fewer measurements than operator kinds only a factor on the profile's coefficients
+    is fitted (their ratios kept); with more, every coefficient.
+
+    Args:
+        device: The profile to start from (a `Device`, a name, or a JSON path).
+        measurements: A CSV of `model,ms` rows (`mnas.latency.read_measurements`), or a pair
+            (list of `ModelInfo`, list of milliseconds).
+        name: The new profile's name. Defaults to the device's.
+
+    Returns:
+        A `Device` with the fitted `latency` and `latency_source` "measured: ...".
+    """
+    device = get_device(device)
+    base = device.latency_model
+    if base is None:
+        raise errors.DeviceProfileError(
+            f"Invalid value for `device`: expected a profile with a `latency` model (its "
+            f"`clock_mhz`), received {device.name!r} with throughputs only.")
+    if isinstance(measurements, (str, os.PathLike)):
+        label = os.path.basename(str(measurements))
+        models, ms = latency.read_measurements(measurements)
+    else:
+        label = "measurements"
+        models, ms = measurements
+    fitted = latency.OperatorLatencyModel.fit(models, ms, base.clock_mhz, prior=base)
+    return dataclasses.replace(
+        device, name=name or device.name, latency=fitted.to_json(),
+        latency_source=f"measured: fitted to {len(ms)} latencies of {label}")
 
 
 def load_device(path):

@@ -3,11 +3,11 @@
 - `quantize_qat` fine-tunes a quantization-aware copy of the model (tensorflow-model-optimization);
 - `convert_int8` converts a plain (post-training quantization) or QAT model to a full-int8
   flatbuffer: int8 input and output, per-channel convolution weights;
-- `write_c_sources` writes `model.tflite`, `model_data.cc` and `model_data.h` for firmware;
+- `write_c_sources` (from `mnas.deploy.csources`) writes `model.tflite`, `model_data.cc` and
+  `model_data.h` for firmware: the array, the arena size, the op resolver, feature settings;
 - `verify` runs the int8 model in the TFLite Micro interpreter over a test set and compares it
   with the float model and with TensorFlow Lite's own interpreter;
-- `check_fit` checks the measured arena and the model size against a device;
-- `write_report` writes `report.json` and `report.md`.
+- `check_fit` checks the measured arena and the model size against a device.
 
 Layers that tensorflow-model-optimization cannot quantize or TFLite Micro cannot run are
 refused with an `UnsupportedLayerError` before any training or conversion starts.
@@ -31,10 +31,6 @@ True
 """
 
 import dataclasses
-import json
-import os
-import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -42,20 +38,15 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from mnas import devices, errors, estimate, tflm
+from mnas import devices, errors, registry
+from mnas.deploy.csources import (  # noqa: F401  (public here too)
+    TensorQuantization, write_c_sources)
+from mnas.files import write_atomic  # noqa: F401  (public here too)
+from mnas.hardware import estimate, tflm
 
 # Layer types that tensorflow-model-optimization's default 8-bit scheme quantizes and whose
-# converted operators TFLite Micro runs in int8.
-SUPPORTED_LAYERS = (
-    "InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Activation",
-    "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Add", "Dropout",
-    "Flatten", "Reshape", "ZeroPadding2D", "Softmax",
-)
-# Activation functions allowed in a layer's `activation` argument (QAT wraps them) and in an
-# `Activation` layer (which also takes relu6). tanh would quantize and run too, but
-# `mnas.estimate` counts no TANH operator.
-LAYER_ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")
-ACTIVATIONS = LAYER_ACTIVATIONS + ("relu6",)
+# converted operators TFLite Micro runs in int8: those with a lowering in `mnas.registry`.
+SUPPORTED_LAYERS = ("InputLayer",) + registry.exported_names()
 
 _RECURRENT = "a stack of Conv2D / DepthwiseConv2D blocks over the time axis (as in DS-CNN)"
 _ALTERNATIVES = {
@@ -70,7 +61,6 @@ _ALTERNATIVES = {
 }
 _SEARCHABLE = ("a plain Keras model derived from the supernet (searchable layers are never "
                "converted)")
-_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 REPRESENTATIVE_SAMPLES = 200
 
 
@@ -102,7 +92,8 @@ def check_layers(model, for_qat=False):
                     f"training cannot wrap; use its layers directly in the outer model.")
             check_layers(layer)
             continue
-        if kind not in SUPPORTED_LAYERS:
+        record = registry.get(layer, exact=True)
+        if kind != "InputLayer" and (record is None or not record.exported):
             instead = _SEARCHABLE if kind.startswith("Searchable") else _ALTERNATIVES.get(
                 kind, f"one of {', '.join(SUPPORTED_LAYERS)}")
             raise errors.UnsupportedLayerError(
@@ -110,10 +101,10 @@ def check_layers(model, for_qat=False):
                 f"use {instead}.")
         if for_qat and kind == "BatchNormalization":
             _check_folded(layer)
-        allowed = ACTIVATIONS if kind == "Activation" else LAYER_ACTIVATIONS
+        allowed = record.activations if record is not None else ()
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         if hasattr(layer, "activation") and activation not in allowed:
-            relu6 = "" if kind == "Activation" else " (relu6 as a separate ReLU(6.0) layer)"
+            relu6 = "" if "relu6" in allowed else " (relu6 as a separate ReLU(6.0) layer)"
             raise errors.UnsupportedLayerError(
                 f"Layer {layer.name!r} ({kind}) has activation {activation or layer.activation!r}"
                 f", which cannot be quantized to int8 for TFLite Micro; use one of "
@@ -277,16 +268,6 @@ def _tflite_interpreter(data):
     return interpreter
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorQuantization:
-    """How firmware feeds or reads a quantized tensor: q = round(x / scale) + zero_point."""
-
-    shape: tuple
-    dtype: str
-    scale: float
-    zero_point: int
-
-
 def io_quantization(tflite_bytes):
     """Returns the input's and the output's `TensorQuantization` of a TFLite model."""
     interpreter = _tflite_interpreter(tflm.read_model(tflite_bytes))
@@ -298,127 +279,6 @@ def io_quantization(tflite_bytes):
 
     return (describe(interpreter.get_input_details()[0]),
             describe(interpreter.get_output_details()[0]))
-
-
-def write_atomic(path, data):
-    """Writes `data` (bytes or str) to `path` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the outputs private to their owner
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
-
-
-def _c_string(text):
-    out = []
-    for byte in str(text).encode():
-        char = chr(byte)
-        if char in '"\\' or not 32 <= byte < 127 or char == "?":
-            out.append(f"\\{byte:03o}")  # octal escapes never run into the next character
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _c_float(value):
-    return f"{np.float32(value).item():.9g}f"  # 9 digits round-trip a float32 exactly
-
-
-def write_c_sources(tflite_bytes, out_dir, name="model", labels=None):
-    """Writes `model.tflite`, `model_data.cc` and `model_data.h` for TFLite Micro firmware.
-
-    `model_data.cc` holds the flatbuffer as a 16-byte aligned
-    `const unsigned char g_<name>_model_data[]` with its length `g_<name>_model_data_size`,
-    the input's and output's scale and zero point, the input's shape, and the label names,
-    so firmware can quantize its features as the model expects.
-
-    Args:
-        tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
-        out_dir: Output directory; created if missing.
-        name: C identifier part of the array names. Defaults to `"model"`.
-        labels: Class names in output order. Defaults to `None` (no label table).
-
-    Returns:
-        A dict with the paths written under the keys `tflite`, `cc` and `h`.
-
-    Raises:
-        InvalidModelFileError: `tflite_bytes` is not a TFLite flatbuffer.
-    """
-    data = tflm.read_model(tflite_bytes)
-    if not isinstance(name, str) or not _C_NAME.match(name):
-        raise ValueError(
-            f"Invalid value for `name`: expected a C identifier, received {name!r}.")
-    labels = [] if labels is None else [str(label) for label in labels]
-    source, output = io_quantization(data)
-    if labels and len(labels) != int(np.prod(output.shape[1:])):
-        raise ValueError(
-            f"Invalid value for `labels`: expected {int(np.prod(output.shape[1:]))} names, one "
-            f"per model output, received {len(labels)}.")
-    os.makedirs(out_dir, exist_ok=True)
-    g = f"g_{name}"
-    guard = f"MNAS_{name.upper()}_MODEL_DATA_H_"
-    header = f"""\
-// The int8 TFLite Micro model `{name}` and what firmware needs to feed it.
-// Quantize a feature x as q = clamp(round(x / {g}_input_scale) + {g}_input_zero_point,
-// -128, 127); read an output q as (q - {g}_output_zero_point) * {g}_output_scale.
-#ifndef {guard}
-#define {guard}
-
-extern const unsigned char {g}_model_data[];
-extern const unsigned int {g}_model_data_size;
-
-extern const float {g}_input_scale;
-extern const int {g}_input_zero_point;
-extern const int {g}_input_dims[];
-extern const int {g}_input_dims_count;
-
-extern const float {g}_output_scale;
-extern const int {g}_output_zero_point;
-
-extern const char* const {g}_labels[];
-extern const int {g}_label_count;
-
-#endif  // {guard}
-"""
-    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
-    body = ",\n    ".join(rows)
-    dims = ", ".join(str(d) for d in source.shape)
-    label_rows = "".join(f"    {_c_string(label)},\n" for label in labels)
-    label_table = (f"const char* const {g}_labels[] = {{\n{label_rows}}};\n" if labels
-                   else f"const char* const {g}_labels[] = {{nullptr}};\n")
-    source_text = f"""\
-// The int8 TFLite Micro model `{name}` ({len(data)} bytes) and its input and output
-// quantization. Generated by mnas from model.tflite.
-#include "model_data.h"
-
-// TFLite Micro reads the flatbuffer in place, which needs 16-byte alignment.
-alignas(16) const unsigned char {g}_model_data[] = {{
-    {body}
-}};
-const unsigned int {g}_model_data_size = {len(data)};
-
-const float {g}_input_scale = {_c_float(source.scale)};
-const int {g}_input_zero_point = {source.zero_point};
-const int {g}_input_dims[] = {{{dims}}};
-const int {g}_input_dims_count = {len(source.shape)};
-
-const float {g}_output_scale = {_c_float(output.scale)};
-const int {g}_output_zero_point = {output.zero_point};
-
-{label_table}const int {g}_label_count = {len(labels)};
-"""
-    return {
-        "tflite": write_atomic(os.path.join(out_dir, "model.tflite"), data),
-        "cc": write_atomic(os.path.join(out_dir, "model_data.cc"), source_text),
-        "h": write_atomic(os.path.join(out_dir, "model_data.h"), header),
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,9 +433,12 @@ class Fit:
                     failures=self.failures)
 
 
-def _fit(device, arena_bytes, tflite_bytes, ops, backbone, latency_budget_ms):
+def _fit(device, arena_bytes, tflite_bytes, ops, backbone, latency_budget_ms, model=None):
     device = devices.get_device(device)
-    latency = None if ops is None else float(device.latency_ms(ops, backbone))
+    if model is not None:  # The device's latency model over the model's operators.
+        latency = float(device.model_latency_ms(model, backbone))
+    else:
+        latency = None if ops is None else float(device.latency_ms(ops, backbone))
     return Fit(device.name, device.sram_bytes, device.flash_bytes, device.sram_reserve_bytes,
                device.flash_reserve_bytes, int(arena_bytes), int(tflite_bytes),
                None if ops is None else int(ops), latency, latency_budget_ms)
@@ -591,9 +454,11 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
         arena_bytes: The arena the model needs. Defaults to measuring it in TFLite Micro.
         ops: Ops per inference (2 per multiply-accumulate), for the latency estimate.
             Defaults to the count `mnas.estimate.estimate_tflite` makes from the flatbuffer.
-        backbone: The device throughput entry to estimate latency with. Defaults to
-            `"default"`.
+        backbone: The throughput entry of a device profile without a per-operator latency
+            model. Defaults to `"default"`.
         latency_budget_ms: Latency the model must meet. Defaults to `None` (no latency check).
+            The latency is the device's per-operator model over the flatbuffer's operators,
+            or its ops-only form when `ops` is given.
 
     Returns:
         A `Fit`; its `fits` is False, with `failures` saying why, when anything exceeds.
@@ -605,151 +470,9 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
     data = tflm.read_model(tflite_bytes)
     if arena_bytes is None:
         arena_bytes = tflm.arena_usage(data).total_bytes
+    info = None
     if ops is None:
-        ops = estimate.estimate_tflite(data).ops
-    return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms)
+        info = estimate.read_model_info(data)
+        ops = estimate.estimate_model_info(info).ops
+    return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms, info)
 
-
-def describe_model(model):
-    """A JSON-serialisable description of a Keras model: its layers, shapes and parameters."""
-    layers = [{"name": layer.name, "type": type(layer).__name__,
-               "output_shape": _shape(layer.output_shape),
-               "params": int(layer.count_params())} for layer in model.layers]
-    return {"name": model.name, "params": int(model.count_params()), "layers": layers}
-
-
-def _shape(shape):
-    if isinstance(shape, list):  # an InputLayer's, or a layer with several outputs
-        return _shape(shape[0]) if len(shape) == 1 else [_shape(s) for s in shape]
-    return [None if d is None else int(d) for d in shape]
-
-
-def write_report(out_dir, *, task, architecture, fit, verification, quantization=None,
-                 devices_to_compare=tuple(devices.BUILTIN), backbone="default", extra=None):
-    """Writes `report.json` and `report.md` for a deployed model.
-
-    Args:
-        out_dir: Output directory; created if missing.
-        task: Task name (`kws`, `vww`, `ad`, ...).
-        architecture: A Keras model (described layer by layer) or a JSON-serialisable dict
-            such as an architecture spec.
-        fit: The `Fit` from `check_fit` for the target device and budget.
-        verification: The `Verification` from `verify`.
-        quantization: How the model was quantized (`qat` or `ptq`). Defaults to `None`.
-        devices_to_compare: Devices to report latency and fit for, from the same measured
-            arena and size. Defaults to the built-in devices.
-        backbone: The device throughput entry for their latency estimates. Defaults to
-            `"default"`.
-        extra: More JSON-serialisable fields for `report.json`. Defaults to `None`.
-
-    Returns:
-        The report as a dict (the content of `report.json`).
-    """
-    if isinstance(architecture, keras.Model):
-        architecture = describe_model(architecture)
-    per_device = [_fit(d, fit.arena_bytes, fit.tflite_bytes, fit.ops, backbone,
-                       fit.latency_budget_ms) for d in devices_to_compare]
-    report = {
-        "task": task,
-        "device": fit.device,
-        "quantization": quantization,
-        "fits": fit.fits,
-        "failures": fit.failures,
-        "budget": {
-            "sram_bytes": fit.sram_bytes,
-            "flash_bytes": fit.flash_bytes,
-            "latency_ms": fit.latency_budget_ms,
-            "sram_reserve_bytes": fit.sram_reserve_bytes,
-            "flash_reserve_bytes": fit.flash_reserve_bytes,
-        },
-        "measured": {
-            "arena_bytes": fit.arena_bytes,
-            "tflite_bytes": fit.tflite_bytes,
-            "sram_bytes": fit.sram_used_bytes,
-            "flash_bytes": fit.flash_used_bytes,
-            "ops": fit.ops,
-            "latency_ms": fit.latency_ms,
-        },
-        "accuracy": {
-            "metric": verification.metric,
-            "float": verification.float,
-            "int8": verification.int8,
-            "samples": verification.samples,
-            "tflite_vs_tflm_max_diff_steps": verification.max_diff_steps,
-            "tflite_vs_tflm_mismatch_fraction": verification.mismatch_fraction,
-        },
-        "devices": [f.to_json() for f in per_device],
-        "architecture": architecture,
-    }
-    if extra:
-        report.update(extra)
-    os.makedirs(out_dir, exist_ok=True)
-    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
-    write_atomic(os.path.join(out_dir, "report.md"), _markdown(report, per_device))
-    return report
-
-
-def _number(value, digits=4):
-    if value is None:
-        return "n/a"
-    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
-
-
-def _markdown(report, per_device):
-    budget, measured, acc = report["budget"], report["measured"], report["accuracy"]
-    verdict = ("FITS" if report["fits"]
-               else "DOES NOT FIT: " + "; ".join(report["failures"]))
-    lines = [
-        f"# {report['task']} model for {report['device']}: {verdict}",
-        "",
-        f"Quantization: {report['quantization'] or 'n/a'}.",
-        "",
-        "## Budget and measured figures",
-        "",
-        "| | budget | measured |",
-        "| --- | ---: | ---: |",
-        f"| SRAM (arena + {_number(budget['sram_reserve_bytes'])} reserve), bytes "
-        f"| {_number(budget['sram_bytes'])} | {_number(measured['sram_bytes'])} |",
-        f"| tensor arena, bytes | {_number(budget['sram_bytes'] - budget['sram_reserve_bytes'])}"
-        f" | {_number(measured['arena_bytes'])} |",
-        f"| flash (model + {_number(budget['flash_reserve_bytes'])} reserve), bytes "
-        f"| {_number(budget['flash_bytes'])} | {_number(measured['flash_bytes'])} |",
-        f"| model (.tflite), bytes "
-        f"| {_number(budget['flash_bytes'] - budget['flash_reserve_bytes'])}"
-        f" | {_number(measured['tflite_bytes'])} |",
-        f"| ops per inference | | {_number(measured['ops'])} |",
-        f"| latency (estimated), ms | {_number(budget['latency_ms'], 1)} "
-        f"| {_number(measured['latency_ms'], 1)} |",
-        "",
-        f"## {acc['metric'].capitalize()} on {acc['samples']} test samples",
-        "",
-        "| float | int8 (TFLite Micro) |",
-        "| ---: | ---: |",
-        f"| {_number(acc['float'])} | {_number(acc['int8'])} |",
-        "",
-        f"TFLite Micro vs TensorFlow Lite outputs on the same inputs: largest difference "
-        f"{acc['tflite_vs_tflm_max_diff_steps']} quantization steps, "
-        f"{acc['tflite_vs_tflm_mismatch_fraction']:.2%} of output values differ.",
-        "",
-        "## Fit per device",
-        "",
-        "| device | SRAM used / total | flash used / total | latency, ms | fits |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
-    for f in per_device:
-        lines.append(
-            f"| {f.device} | {_number(f.sram_used_bytes)} / {_number(f.sram_bytes)} "
-            f"| {_number(f.flash_used_bytes)} / {_number(f.flash_bytes)} "
-            f"| {_number(f.latency_ms, 1)} | {'yes' if f.fits else 'no'} |")
-    lines += ["", "## Architecture", ""]
-    arch = report["architecture"]
-    if isinstance(arch, dict) and isinstance(arch.get("layers"), list) and all(
-            isinstance(layer, dict) and "type" in layer for layer in arch["layers"]):
-        lines += [f"{_number(arch.get('params'))} parameters.", "",
-                  "| layer | type | output shape | params |", "| --- | --- | --- | ---: |"]
-        lines += [f"| {layer.get('name', '')} | {layer['type']} | "
-                  f"{layer.get('output_shape', '')} | {_number(layer.get('params'))} |"
-                  for layer in arch["layers"]]
-    else:
-        lines += ["```json", json.dumps(arch, indent=2), "```"]
-    return "\n".join(lines) + "\n"

@@ -29,18 +29,23 @@ import zipfile
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, callbacks, checkpoints, datasets, distribute, errors, export, files, plots
-from mnas import reproducible, rundir, runconfig, search_spaces, tflm
+from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, distribute
+from mnas import errors, export, files
+from mnas import plots, reproducible, rundir, runconfig, search_spaces
+from mnas import report as mreport
 from mnas.datasets import pipeline
-from mnas.runconfig import QUANTIZATION, TASKS, Config  # noqa: F401
+from mnas.deploy import arena32, csources
+from mnas.hardware import tflm
+from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, TASKS, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 # Stages that train, and so run under the distribution strategy.
 _DISTRIBUTED = ("search", "train")
 # What a run writes into its output directory (`--restart` removes these).
 OUTPUTS = ("state.json", "flags.txt", "arch.json", "model.tflite", "model_data.cc",
-           "model_data.h", "verification.json", "report.json", "report.md", "search", "train",
-           "qat", "plots", "tensorboard")
+           "model_data.h", "features.json", "features.c", "features.h", "verification.json",
+           "verification_outputs.npz", "report.json", "report.md", "search", "train", "qat",
+           "plots", "tensorboard")
 
 
 def _say(text):
@@ -54,16 +59,21 @@ def _header(stage, note=""):
 def _space(config):
     options = {"max_width": config.max_width, "num_blocks": config.num_blocks}
     options = {k: v for k, v in options.items() if v is not None}
+    if config.stem_stride != 1:
+        options["stem_stride"] = config.stem_stride
     if config.task == "vww":
         channels = 1 if config.grayscale else 3
         options["input_shape"] = (config.image_size, config.image_size, channels)
     return search_spaces.get(config.task, steps=config.width_steps, **options)
 
 
-def _regularizer(config, device):
+def _regularizer(config, device, arch_data=None):
     return callbacks.ResourceRegularizer(
         device=device, latency_ms=config.latency_ms, warmup_epochs=config.warmup_epochs,
         temperature=(config.temperature_start, config.temperature_end),
+        arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
+        arch_data=arch_data, straight_through=config.straight_through,
+        aim=("latency",) if config.aim_latency and config.latency_ms else (),
         verbose=int(config.verbose > 0))
 
 
@@ -76,6 +86,7 @@ class _Run:
         self.device = device
         self.state = None
         self.data = None
+        self.standardization = None  # Set by `load_data` when the features are standardised.
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
@@ -107,13 +118,31 @@ class _Run:
                         if getattr(config, k) is not None})
         started = time.time()
         _fill_feature_cache(config.task, config.data_dir, options)
-        splits = {name: datasets.load_split(config.task, config.data_dir, name, **options)
-                  for name in datasets.SPLITS}
+        splits = self._standardized(
+            {name: datasets.load_split(config.task, config.data_dir, name, **options)
+             for name in datasets.SPLITS})
         _say(f"data: {config.data_dir}: " + ", ".join(
             f"{name} {len(split)}" for name, split in splits.items())
             + f" examples of {splits['train'].x.shape[1:]} ({time.time() - started:.1f} s)")
         self.data = splits
         return splits
+
+    def _standardized(self, splits):
+        """KWS: each MFCC coefficient standardised with the training split's statistics.
+
+        Coefficient 0 spans ~20x the range of the last ones: with the raw features one int8
+        input scale leaves the last coefficients a few steps. The statistics go to
+        `features.json` and `model_data.h` with the model: the firmware applies them before
+        quantizing the input.
+        """
+        if self.config.task != "kws" or not self.config.standardize_features:
+            return splits
+        # Over the cached features a chunk at a time: the training split may not fit in RAM.
+        mean, std = datasets.moments(splits["train"].x, axis=(0, 1))
+        std = std + 1e-6
+        self.standardization = {"axis": "coefficient", "mean": mean.ravel().tolist(),
+                                "std": std.ravel().tolist()}
+        return {name: datasets.standardize(split, mean, std) for name, split in splits.items()}
 
     def _training_batches(self, train, first, last):
         """Epochs `first .. last - 1` of training batches, each fixed by (seed, epoch)."""
@@ -164,9 +193,11 @@ class _Run:
         return [keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
                 checkpoints.EpochCheckpoint(os.path.join(folder, "checkpoint"), variables)]
 
-    def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None):
-        """`model.fit` over the training data, resumable from `stage`'s epoch checkpoints."""
+    def _fit(self, model, stage, epochs, extra_callbacks=(), variables=None, train=None):
+        """`model.fit` over the training data (or `train`), resumable from `stage`'s epoch
+        checkpoints."""
         splits = self.load_data()
+        train = splits["train"] if train is None else train
         initial = self._resume(stage, epochs)
         history, checkpoint = self._epoch_callbacks(stage, variables)
         fit_callbacks = [reproducible.EpochRandomness(self.config.seed, stage),
@@ -175,8 +206,8 @@ class _Run:
                                                      write_graph=False),
                          checkpoint]
         if initial < epochs:
-            model.fit(self._training_batches(splits["train"], initial, epochs), epochs=epochs,
-                      initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(),
+            model.fit(self._training_batches(train, initial, epochs), epochs=epochs,
+                      initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(train),
                       validation_data=self._validation(splits),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
         else:  # All epochs were done: only the weights are needed.
@@ -188,8 +219,9 @@ class _Run:
             return 0
         return 1 if os.isatty(1) else 2
 
-    def _steps_per_epoch(self):
-        return pipeline.steps_per_epoch(len(self.load_data()["train"]), self.config.batch_size)
+    def _steps_per_epoch(self, train=None):
+        train = self.load_data()["train"] if train is None else train
+        return pipeline.steps_per_epoch(len(train), self.config.batch_size)
 
     # Stages --------------------------------------------------------------------------------
     def search(self):
@@ -200,23 +232,51 @@ class _Run:
             files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
             return
         space = _space(config)
-        supernet = space.build(temperature=config.temperature_start)
-        regularizer = _regularizer(config, self.device)
+        if config.search != "dnas":
+            blackbox.run_search(self, space, _regularizer(config, self.device).targets)
+            return
+        supernet = space.build(temperature=config.temperature_start, gumbel=config.gumbel)
+        weights_split, arch_data = self._arch_split()
+        regularizer = _regularizer(config, self.device, arch_data)
         _header("search", f"{space.name} supernet, {config.search_epochs} epochs, targets "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in regularizer.targets.items()))
         supernet.compile(self._optimizer(config.search_learning_rate, config.final_learning_rate,
                                          config.search_epochs, self._steps_per_epoch()),
                          self._loss(), metrics=["accuracy"])
-        logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"))
+        logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"),
+                                              self.path("tensorboard", "search", "architecture"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
-                  variables=regularizer.state_variables)
-        argmax = arch.derive(supernet)
-        spec, values = regularizer.derive(supernet, name=f"{config.task}_searched")
-        files.write_atomic(self.path("arch.json"), json.dumps(spec.to_json(), indent=2))
-        _say(f"argmax architecture: widths {argmax.widths()}; derived within the targets: "
-             f"widths {spec.widths()}, " + ", ".join(
-                 f"{k} {v:,.0f}/{regularizer.targets[k]:,.0f}" for k, v in values.items()
-                 if k in regularizer.targets))
+                  variables=regularizer.state_variables, train=weights_split)
+        found = regularizer.derive(supernet, name=f"{config.task}_searched",
+                                   fill_budget=config.fill_budget)
+        search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
+                  "filled_budget": config.fill_budget, "exact_costs": found.costs,
+                  "min_top_probability": derivation.min_top_probability(supernet)}
+        files.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
+        files.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
+        how = ("the argmax" if not found.changes else
+               f"{found.changes} option steps from the argmax "
+               + ("(budget filled)" if config.fill_budget else "(repaired to fit)"))
+        _say(f"derived architecture, {how}: widths {found.spec.widths()}; exact "
+             + ", ".join(f"{k} {found.costs[k]:,.0f}/{t:,.0f}"
+                         for k, t in regularizer.targets.items())
+             + f"; smallest top probability {search['min_top_probability']:.2f}")
+
+    def _arch_split(self):
+        """The training split the weights learn from, and the batches the architecture learns
+        from when `arch_split` holds some out (else None)."""
+        config = self.config
+        train = self.load_data()["train"]
+        if not config.arch_split:
+            return train, None
+        order = np.random.default_rng(config.seed).permutation(len(train))
+        held = int(round(config.arch_split * len(train)))
+        weights, arch_part = (datasets.subset(train, np.sort(order[held:])),
+                              datasets.subset(train, np.sort(order[:held])))
+        with pipeline.over_epochs(0, config.search_epochs):
+            arch_data = datasets.training_dataset(config.task, arch_part, config.batch_size,
+                                                  config.seed + 1, augment=False)
+        return weights, arch_data
 
     def spec(self):
         path = self.path("arch.json")
@@ -264,12 +324,21 @@ class _Run:
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
                 initial_epoch=initial, verbose=self._fit_verbosity(),
                 callbacks=[reproducible.EpochRandomness(config.seed, "qat"),
-                           *self._epoch_callbacks("qat")])
+                           *self._epoch_callbacks("qat"),
+                           keras.callbacks.TensorBoard(self.path("tensorboard", "qat"),
+                                                       write_graph=False)])
         tflite = export.convert_int8(model, _calibration(splits["train"].x,
                                                          config.calibration_samples),
                                      num_samples=config.calibration_samples)
-        export.write_c_sources(tflite, self.out, labels=list(splits["train"].labels))
-        _say(f"model.tflite: {len(tflite):,} bytes; model_data.cc, model_data.h written")
+        standardize = self.standardization
+        if standardize is not None:
+            files.write_atomic(self.path("features.json"),
+                               json.dumps({"standardize": standardize}, indent=1))
+        written = csources.write_task_sources(tflite, self.out, config.task,
+                                              labels=list(splits["train"].labels),
+                                              standardize=standardize)
+        _say(f"model.tflite: {len(tflite):,} bytes; " + ", ".join(
+            os.path.basename(p) for k, p in written.items() if k != "tflite") + " written")
 
     def verify(self):
         splits = self.load_data()
@@ -280,11 +349,12 @@ class _Run:
         verification = export.verify(data, np.asarray(test.x), test.y,
                                      float_model=self.float_model())
         usage = tflm.arena_usage(data)
-        fit = export.check_fit(data, self.device, usage.total_bytes,
+        arena = arena32.describe(data, usage.total_bytes)  # The MCU is 32-bit: fit its arena.
+        fit = export.check_fit(data, self.device, arena["target_arena_bytes"],
                                backbone=self.spec().backbone or "default",
                                latency_budget_ms=self.config.latency_ms)
         result = {"verification": verification.to_json(), "fit": fit.to_json(),
-                  "arena": dataclasses.asdict(usage),
+                  "arena": dict(dataclasses.asdict(usage), **arena),
                   "host_latency_ms": tflm.MicroRunner(data).time_invoke_ms(repeats=10)}
         if self.config.task == "ad":
             # Per machine ID, from the negative softmax score of the true ID.
@@ -293,6 +363,7 @@ class _Run:
                 "int8": datasets.anomaly_auc(
                     verification.int8_outputs.reshape(len(test), -1), test)}
         files.write_atomic(self.path("verification.json"), json.dumps(result, indent=2))
+        mreport.save_outputs(self.path("verification_outputs.npz"), verification.int8_outputs)
         _say(f"{verification.metric}: float {verification.float:.4f}, int8 "
              f"{verification.int8:.4f}; arena {usage.total_bytes:,} bytes; "
              f"{'fits' if fit.fits else 'DOES NOT FIT: ' + '; '.join(fit.failures)} "
@@ -305,6 +376,9 @@ class _Run:
         extra = {"host_latency_ms": result["host_latency_ms"],
                  "arena": result["arena"], "config": self.config.to_json(),
                  "stage_seconds": self.state.finished}
+        if os.path.exists(self.path("search", "search.json")):
+            with open(self.path("search", "search.json")) as f:
+                extra["search"] = json.load(f)
         if "auc" in result:
             extra["id_accuracy"] = {"float": verification.float, "int8": verification.int8}
             verification = dataclasses.replace(
@@ -314,11 +388,12 @@ class _Run:
         fit = export.Fit(**{k: v for k, v in result["fit"].items()
                             if k in {f.name for f in dataclasses.fields(export.Fit)}})
         spec = self.spec()
-        report = export.write_report(self.out, task=self.config.task, architecture=spec.to_json(),
-                                     fit=fit, verification=verification,
-                                     quantization=self.config.quantization,
-                                     backbone=spec.backbone or "default", extra=extra)
-        written = plots.plot_run(self.out, spec, {k: v for k, v in report["budget"].items()})
+        written = plots.plot_run(self.out, spec, mreport.budget_of(fit),
+                                 test=self.load_data()["test"])
+        mreport.write_report(self.out, task=self.config.task, architecture=spec, fit=fit,
+                             verification=verification, quantization=self.config.quantization,
+                             backbone=spec.backbone or "default", extra=extra, plots=written,
+                             model=self.path("model.tflite"))
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
 
 
@@ -420,8 +495,8 @@ def run(config, flagfile=None, restart=False):
     try:
         os.makedirs(out, exist_ok=True)
         with rundir.RunLock(out):
-            if restart:
-                rundir.discard(out, OUTPUTS)
+            if restart:  # The state last: a restart cut short is not taken for a run to resume.
+                rundir.discard(out, OUTPUTS[::-1])
             job.state = job.load_state()
             if flagfile is not None:
                 files.write_atomic(job.path("flags.txt"), flagfile)
@@ -442,7 +517,9 @@ def _run_stages(job, strategy):
         if job.done(stage):
             _say(f"=== {stage}: done before, skipped ===")
             continue
-        # Each stage starts from its own seed, whatever ran before it in this process.
+        # Each stage starts afresh (Keras's layer names too) from its own seed, whatever ran
+        # before it in this process.
+        keras.backend.clear_session()
         keras.utils.set_random_seed(reproducible.stage_seed(job.config.seed, stage))
         started = time.time()
         if stage in _DISTRIBUTED:

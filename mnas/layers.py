@@ -47,6 +47,24 @@ def _nhwc(layer, input_shape):
             f"input, received shape {input_shape}.")
     return input_shape
 
+def with_channel_mask(outputs, mask):
+    """Attaches the soft channel mask that made `outputs` to it, for the layers it feeds.
+
+    A depthwise convolution followed by batch normalisation works channel by channel, so in
+    training mode the normalisation undoes a mask applied to its input: the masked channels
+    come back at full scale, and the accuracy loss no longer sees the width decision that
+    masked them. A layer of that kind reads the mask with `channel_mask` and applies it again
+    after its normalisation, as the derived model, which has no such channels, computes.
+    """
+    outputs._mnas_channel_mask = mask  # noqa: SLF001  (a tensor attribute, like _keras_mask)
+    return outputs
+
+
+def channel_mask(inputs):
+    """The soft channel mask attached to `inputs` by the layer that made it, or None."""
+    return getattr(inputs, "_mnas_channel_mask", None)
+
+
 def batch_norm(name=None):
     """A BatchNormalization layer with mnas's momentum."""
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
@@ -182,7 +200,8 @@ class WidthSearchMixin(ArchitectureMixin):
         return tf.tensordot(self.probabilities(training), tf.constant(self._masks), 1)
 
     def _mask(self, outputs, training):
-        return outputs * tf.cast(self.mask_vector(training), outputs.dtype)
+        mask = tf.cast(self.mask_vector(training), outputs.dtype)
+        return with_channel_mask(outputs * mask, mask)
 
 
 def _activation_name(activation):
@@ -311,6 +330,9 @@ class SearchableDepthwiseSeparable(WidthSearchMixin, keras.layers.Layer):
     def call(self, inputs, training=None):
         act = keras.activations.get(self.activation) if self.activation else tf.identity
         x = act(self.bn_depthwise(self.depthwise(inputs), training=training))
+        input_mask = channel_mask(inputs)
+        if input_mask is not None:  # The previous layer's width decision (see with_channel_mask).
+            x = x * input_mask
         x = act(self.bn_pointwise(self.pointwise(x), training=training))
         return self._mask(x, training)
 
@@ -430,8 +452,19 @@ class SearchableSkip(ArchitectureMixin, keras.layers.Wrapper):
     def call(self, inputs, training=None):
         p_skip, p_keep = tf.unstack(self.probabilities(training))
         block = self.layer(inputs, training=training)
-        skip = _match_channels(self.skip_path(inputs), block.shape[-1])
-        return p_skip * skip + p_keep * block
+        channels = block.shape[-1]
+        skip = _match_channels(self.skip_path(inputs), channels)
+        outputs = p_skip * skip + p_keep * block
+        block_mask = channel_mask(block)
+        if block_mask is None:
+            return outputs
+        # Channel c of the output is the block's with probability p_keep and the skip path's
+        # (the input's channel, or zero padding) otherwise.
+        input_mask = channel_mask(inputs)
+        if input_mask is None:
+            input_mask = tf.ones([inputs.shape[-1]], block_mask.dtype)
+        skip_mask = _match_channels(input_mask[None], channels)[0]
+        return with_channel_mask(outputs, p_skip * skip_mask + p_keep * block_mask)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -646,7 +679,7 @@ class SearchableInvertedBottleneck(WidthSearchMixin, keras.layers.Layer):
                 x = x + self.depth_layers[i - 1].keep_probability(training) * h
             else:
                 x = x + h
-        return x
+        return with_channel_mask(x, mask)
 
     def compute_output_shape(self, input_shape):
         return self.block_shapes(input_shape)[-1][2][:-1].concatenate([self.max_width])

@@ -24,6 +24,9 @@ from mnas import devices, errors
 
 TASKS = ("kws", "vww", "ad")
 QUANTIZATION = ("qat", "ptq")
+ARCH_OPTIMIZERS = ("adam", "shared")
+# The differentiable search, and the black-box ones of `mnas.blackbox` (`METHODS`).
+SEARCHES = ("dnas", "random", "bayesian")
 MIB = 2**20
 # Above any microcontroller's memory: a budget this large is a typing error.
 MAX_MEMORY_BYTES = 64 * MIB
@@ -32,10 +35,12 @@ MAX_LATENCY_MS = 3_600_000.0
 COSMETIC = ("out_dir", "verbose", "cache_dir")
 
 _AT_LEAST_ONE = ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks", "max_per_class")
-_NON_NEGATIVE = ("warmup_epochs", "qat_epochs", "mixup", "weight_decay")
+                 "calibration_samples", "max_width", "num_blocks", "trial_epochs",
+                 "max_per_class")
+_NON_NEGATIVE = ("warmup_epochs", "qat_epochs", "mixup", "weight_decay", "search_trials")
 _POSITIVE = ("search_learning_rate", "learning_rate", "final_learning_rate",
-             "qat_learning_rate", "temperature_start", "temperature_end")
+             "qat_learning_rate", "temperature_start", "temperature_end", "arch_learning_rate",
+             "search_seconds")
 _UPPER = {"sram_bytes": MAX_MEMORY_BYTES, "flash_bytes": MAX_MEMORY_BYTES,
           "latency_ms": MAX_LATENCY_MS}
 CHECKED = _AT_LEAST_ONE + _NON_NEGATIVE + _POSITIVE + tuple(_UPPER)
@@ -55,15 +60,28 @@ class Config:
     arch: str | None = None
     max_width: int | None = None
     num_blocks: int | None = None
+    stem_stride: int = 1
     width_steps: int = 10
     image_size: int = 50
     grayscale: bool = True
     machine: str | None = None
+    search: str = "dnas"
+    search_trials: int | None = 10
+    search_seconds: float | None = None
+    trial_epochs: int = 3
     search_epochs: int = 10
     warmup_epochs: int = 2
     search_learning_rate: float = 0.01
     temperature_start: float = 5.0
-    temperature_end: float = 0.5
+    temperature_end: float = 0.05
+    gumbel: bool = False
+    arch_optimizer: str = "adam"
+    arch_learning_rate: float = 0.02
+    arch_split: float = 0.0
+    fill_budget: bool = False
+    straight_through: bool = True
+    aim_latency: bool = True
+    standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005
     final_learning_rate: float = 1e-5
@@ -144,7 +162,18 @@ def check(config):
                                f"{QUANTIZATION}, received {config.quantization!r}.")
     for name in CHECKED:
         check_setting(name, getattr(config, name))
-    if not config.arch and config.warmup_epochs >= config.search_epochs:
+    if config.stem_stride not in (1, 2) or (config.stem_stride != 1 and config.task != "kws"):
+        raise errors.MnasError(f"Invalid value for `stem_stride`: expected 1, or 2 for the kws "
+                               f"space, received {config.stem_stride!r} for {config.task!r}.")
+    if config.search not in SEARCHES:
+        raise errors.MnasError(f"Invalid value for `search`: expected one of {SEARCHES}, "
+                               f"received {config.search!r}.")
+    if config.search != "dnas" and not (config.search_trials or config.search_seconds):
+        raise errors.MnasError(
+            f"Invalid value for `search`: {config.search!r} needs a budget, `search_trials` or "
+            f"`search_seconds`; received neither.")
+    if not config.arch and config.search == "dnas" and (
+            config.warmup_epochs >= config.search_epochs):
         raise errors.MnasError(
             f"Invalid value for `warmup_epochs`: expected fewer than `search_epochs` "
             f"({config.search_epochs}), or the architecture is never searched; received "

@@ -47,12 +47,24 @@ def define_flags():
                          "Defaults to the space's.")
     flags.DEFINE_integer("num_blocks", None, "Blocks of the search space. Defaults to the "
                          "space's.")
+    flags.DEFINE_integer("stem_stride", defaults.stem_stride, "KWS: stride of the stem conv "
+                         "(2 is DS-CNN's; the blocks then keep the resolution).")
     flags.DEFINE_integer("width_steps", defaults.width_steps, "Width choices per layer (10%, "
                          "20%, ... of the widest).")
     flags.DEFINE_integer("image_size", defaults.image_size, "VWW: side of the square input.")
     flags.DEFINE_bool("grayscale", defaults.grayscale, "VWW: one channel instead of RGB.")
     flags.DEFINE_string("machine", None, "AD: the machine-type folder when the data folder "
                         "holds several (e.g. slider).")
+    flags.DEFINE_enum("search", defaults.search, runconfig.SEARCHES, "Search: differentiable (the "
+                      "supernet), or keras-tuner's random search or Bayesian optimisation "
+                      "over the same choices, training each candidate briefly.")
+    flags.DEFINE_integer("search_trials", defaults.search_trials, "Random/Bayesian: trained "
+                         "trials at most (candidates over the budget are rejected untrained); "
+                         "0 for no limit.")
+    flags.DEFINE_float("search_seconds", None, "Random/Bayesian: wall-clock seconds of trials "
+                       "after which no trial starts. Defaults to none.")
+    flags.DEFINE_integer("trial_epochs", defaults.trial_epochs, "Random/Bayesian: training "
+                         "epochs per trial.")
     flags.DEFINE_integer("search_epochs", defaults.search_epochs, "Epochs of the search.")
     flags.DEFINE_integer("warmup_epochs", defaults.warmup_epochs, "First search epochs that "
                          "train weights only, architecture frozen.")
@@ -61,6 +73,25 @@ def define_flags():
     flags.DEFINE_float("temperature_start", defaults.temperature_start, "Softmax temperature "
                        "of the architecture logits when the search starts.")
     flags.DEFINE_float("temperature_end", defaults.temperature_end, "... and when it ends.")
+    flags.DEFINE_bool("gumbel", defaults.gumbel, "Gumbel-softmax: sample the architecture "
+                      "mixture with Gumbel noise at every training step.")
+    flags.DEFINE_enum("arch_optimizer", defaults.arch_optimizer, runconfig.ARCH_OPTIMIZERS,
+                      "Optimizer of the architecture logits: their own Adam, or the weights' "
+                      "optimizer.")
+    flags.DEFINE_float("arch_learning_rate", defaults.arch_learning_rate, "Learning rate of "
+                       "the architecture's own Adam.")
+    flags.DEFINE_float("arch_split", defaults.arch_split, "Share of the training data held "
+                       "out to update the architecture (first-order bilevel); 0 updates it "
+                       "on the training batches.")
+    flags.DEFINE_bool("straight_through", defaults.straight_through, "Penalise the costs of "
+                      "the argmax architecture (gradients through the probabilities) instead "
+                      "of the costs of the expected widths.")
+    flags.DEFINE_bool("aim_latency", defaults.aim_latency, "Aim the search at the latency "
+                      "budget (a two-sided penalty: slower and faster both cost) instead of "
+                      "only keeping it under.")
+    flags.DEFINE_bool("fill_budget", defaults.fill_budget, "After the search, widen the "
+                      "derived architecture until the budget is full, instead of keeping the "
+                      "search's answer.")
     flags.DEFINE_integer("train_epochs", defaults.train_epochs, "Epochs of the final "
                          "training of the derived architecture.")
     flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate of the "
@@ -70,6 +101,9 @@ def define_flags():
     flags.DEFINE_float("weight_decay", defaults.weight_decay, "Decoupled weight decay (AdamW) "
                        "of the weights; 0 uses Adam.")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.")
+    flags.DEFINE_bool("standardize_features", defaults.standardize_features, "KWS: "
+                      "standardise each MFCC coefficient with the training data's statistics "
+                      "(written to features.json), so that the int8 input resolves them alike.")
     flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
                       "SpecAugment; VWW: flips, crops; AD: mixup).")
     flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")
@@ -97,6 +131,8 @@ def define_flags():
 
     for name in runconfig.CHECKED:
         flags.register_validator(name, functools.partial(_valid, name))
+    flags.register_validator("arch_split", lambda v: 0 <= v < 1,
+                             message="--arch_split must be a fraction in [0, 1).")
     flags.mark_flag_as_required("task")
 
 
@@ -162,12 +198,12 @@ def main(argv):
     return 0
 
 
-def run():
-    """The `python -m mnas.train` command."""
+def run(define=None, entry=None):
+    """The `python -m mnas.train` command (or another with its own `define` and `entry`)."""
     console.own_lines_only()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    (define or define_flags)()
+    app.run(entry or main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Used by tests/test_distribute.py: `python distribute_worker.py <strategy> <out.json> [ckpt]`.
 "mirrored" splits the CPU into two logical devices and searches under MirroredStrategy, then
 on one device, then under MirroredStrategy again, stopped after epoch 2 and resumed from its
-checkpoint; "multi_worker" reads TF_CONFIG. Writes the strengths per replica, the
-temperatures, the derived widths and the expected costs as JSON.
+checkpoint; "multi_worker" reads TF_CONFIG. Writes the strengths per replica (and after each
+epoch), the temperatures, the derived widths and the expected costs as JSON.
 """
 
 import json
@@ -18,6 +18,18 @@ import tf_keras as keras
 from mnas import distribute, search_spaces
 
 EPOCHS, BATCH, EXAMPLES = 3, 32, 128
+
+
+class Strengths(keras.callbacks.Callback):
+    """Records the penalty strengths (first replica) at the end of every epoch."""
+
+    def __init__(self, regularizer):
+        super().__init__()
+        self.regularizer, self.epochs = regularizer, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append({k: float(v.numpy())
+                            for k, v in self.regularizer._strengths.items()})  # noqa: SLF001
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -49,14 +61,16 @@ def search(strategy, checkpoint_dir=None, stop_after=None, initial_epoch=0):
     extra = [mnas.EpochCheckpoint(checkpoint_dir, regularizer.state_variables)] if (
         checkpoint_dir) else []
     extra += [StopAfter(stop_after)] if stop_after else []
+    history = Strengths(regularizer)
     model.fit(data, epochs=EPOCHS, initial_epoch=initial_epoch,
-              callbacks=[regularizer] + extra, verbose=0)
+              callbacks=[regularizer, history] + extra, verbose=0)
     strengths = {k: [float(v) for v in strategy.experimental_local_results(s)]
-                 for k, s in regularizer.state_variables.items()}
+                 for k, s in regularizer.state_variables.items() if k in regularizer.targets}
     temperatures = sorted({float(t) for layer in mnas.searchable_layers(model)
                            for t in strategy.experimental_local_results(layer.temperature)})
     expected = mnas.expected_costs(model).numpy()
     return {"replicas": strategy.num_replicas_in_sync, "strengths": strengths,
+            "history": history.epochs,
             "temperatures": temperatures, "widths": mnas.derive(model).widths(),
             "sram": float(expected.sram_bytes), "flash": float(expected.flash_bytes),
             "ops": float(expected.ops)}

@@ -3,7 +3,7 @@ import pytest
 import tf_keras as keras
 
 import mnas
-from mnas import arch, errors, layers, search_spaces
+from mnas import arch, derivation, errors, layers, search_spaces
 
 
 def randomize_batch_norms(model, rng):
@@ -17,7 +17,7 @@ def randomize_batch_norms(model, rng):
 def test_derive_and_build_with_inherited_weights_reproduce_the_one_hot_supernet():
     space = search_spaces.get("kws", max_width=32, num_blocks=3)
     supernet = space.build()
-    arch.random_one_hot(supernet, np.random.default_rng(3))
+    derivation.set_choices(supernet, derivation.random_picks(supernet, np.random.default_rng(3)))
     spec = arch.derive(supernet)
     plain = arch.build(spec, weights_from=supernet)
     assert not mnas.searchable_layers(plain)
@@ -37,7 +37,7 @@ def test_inherited_weights_reproduce_the_one_hot_supernet_with_trained_batch_nor
     space = search_spaces.get(name, **options)
     supernet = space.build()
     randomize_batch_norms(supernet, np.random.default_rng(1))
-    arch.random_one_hot(supernet, np.random.default_rng(seed))
+    derivation.set_choices(supernet, derivation.random_picks(supernet, np.random.default_rng(seed)))
     spec = arch.derive(supernet)
     plain = arch.build(spec, weights_from=supernet)
     assert not mnas.searchable_layers(plain)

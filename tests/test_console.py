@@ -1,5 +1,6 @@
 """Tests of `mnas.console`: a command prints its own lines only, on any machine."""
 
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,18 @@ def test_profiling_a_tflite_file_does_not_import_tensorflow(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines()[-1] == "[]"
 
+
+
+def test_native_stderr_is_captured_and_replayed_on_a_bug(capfd):
+    with console.native_stderr() as captured:
+        os.write(2, b"I0000 converter chatter\n")
+    assert captured.text == "I0000 converter chatter\n"
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ValueError), console.native_stderr(silent_on=ValueError):
+        os.write(2, b"explained already\n")
+        raise ValueError("one line")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ZeroDivisionError), console.native_stderr(silent_on=ValueError):
+        os.write(2, b"context for a bug\n")
+        1 / 0
+    assert "context for a bug" in capfd.readouterr().err

@@ -2,23 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from conftest import converted
 
 import mnas
-from mnas import arch, costs, errors, estimate, export, layers, search_spaces, tflm
-
-
-def converted(model, rng):
-    """The int8 flatbuffer of `model` with trained-like batch-norm statistics.
-
-    Fresh batch norms fold into all-zero biases, which the converter stores once; trained
-    models have distinct biases, one buffer each.
-    """
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
-                               for w in layer.get_weights()])
-    x = rng.normal(size=(8,) + tuple(model.input_shape[1:])).astype("float32")
-    return export.convert_int8(model, x, num_samples=8)
+from mnas import arch, costs, derivation, errors, layers, registry, search_spaces
+from mnas.hardware import estimate, tflm
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +14,36 @@ def kws_space():
     return search_spaces.get("kws", max_width=96, num_blocks=4)
 
 
-def assert_matches_converted(expected, plain, activations_rel):
-    """Expected costs against the converted model and TFLite Micro's arena."""
+def assert_matches_converted(expected, plain):
+    """One-hot costs of a supernet against the converted model and TFLite Micro's arena: the
+    arena to the byte, the flatbuffer within 2% (tensor names vary in length)."""
     data = converted(plain, np.random.default_rng(0))
     measured = tflm.arena_usage(data)
     # Ops: exactly those counted from the converted flatbuffer's operators.
     assert expected.ops == estimate.estimate_tflite(data).ops
-    assert expected.flash_bytes == pytest.approx(len(data), rel=0.05)
-    assert expected.sram_bytes == pytest.approx(measured.total_bytes, rel=0.05)
-    assert expected.activation_bytes == pytest.approx(measured.planned_bytes, rel=activations_rel)
+    assert expected.flash_bytes == pytest.approx(len(data), rel=0.02)
+    assert expected.sram_bytes == measured.total_bytes
+    assert expected.activation_bytes == measured.planned_bytes
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_one_hot_costs_match_the_converter_and_the_interpreter(kws_space, seed):
     supernet = kws_space.build()
-    arch.random_one_hot(supernet, np.random.default_rng(seed))
+    derivation.set_choices(supernet, derivation.random_picks(supernet, np.random.default_rng(seed)))
     expected = costs.expected_costs(supernet).numpy()
-    assert_matches_converted(expected, arch.build(arch.derive(supernet)), activations_rel=0.02)
+    assert_matches_converted(expected, arch.build(arch.derive(supernet)))
+
+
+def test_the_skipped_downsampling_block_case_is_exact():
+    # Stem 16, the stride-2 block skipped (an average pool), DS 64: the planner's layout
+    # made the arena 15,008 bytes where a largest-operator cost said 13,050-13,300.
+    supernet = search_spaces.get("kws", max_width=64, num_blocks=2, steps=4).build()
+    stem, skip0, ds0, skip1, ds1 = mnas.searchable_layers(supernet)
+    picks = [stem.choices.index(16), 0, 0, 1, ds1.choices.index(64)]
+    with derivation.fixed_choices(supernet, picks):
+        expected = costs.expected_costs(supernet).numpy()
+        plain = arch.build(arch.derive(supernet))
+    assert_matches_converted(expected, plain)
 
 
 def test_micronet_costs_match_the_converter_and_the_interpreter():
@@ -59,15 +60,17 @@ def test_micronet_costs_match_the_converter_and_the_interpreter():
 def test_vww_one_hot_costs_match_the_converter_and_the_interpreter():
     # Four stages, two residual blocks: the converter's time grows with the layer count.
     supernet = search_spaces.get("vww", num_blocks=6).build()
-    arch.random_one_hot(supernet, np.random.default_rng(2))
+    derivation.set_choices(supernet, derivation.random_picks(supernet, np.random.default_rng(2)))
     expected = costs.expected_costs(supernet).numpy()
     spec = arch.derive(supernet)
     assert any(e.get("residual") for e in spec.layers)
     plain = arch.build(spec)
     # The plain model's generic rules (residual inputs kept alive) agree with the stage's rule.
-    assert costs.expected_costs(plain).numpy() == expected
+    for name, value in vars(costs.smooth_costs(plain).numpy()).items():
+        assert value == pytest.approx(getattr(costs.smooth_costs(supernet).numpy(), name),
+                                      rel=1e-6)
     # TFLite Micro's greedy planner can leave gaps around the residuals' longer lifetimes.
-    assert_matches_converted(expected, plain, activations_rel=0.05)
+    assert_matches_converted(expected, plain)
 
 
 def test_residual_input_stays_in_the_arena_until_its_add():
@@ -123,7 +126,8 @@ def test_expected_costs_grow_with_width(kws_space):
 def test_latency_is_ops_over_throughput():
     plain = arch.build(arch.get_architecture("micronet_kws_m"))
     c = costs.expected_costs(plain).numpy()
-    device = mnas.get_device("STM32F746ZG")
+    device = mnas.Device("throughput only", sram_bytes=320 * 1024, flash_bytes=1024 * 1024,
+                         mops_per_second={"ds_cnn": 185.0, "default": 150.0})
     assert c.latency_ms(device, "ds_cnn") == pytest.approx(c.ops / 185e3)
 
 
@@ -148,4 +152,4 @@ def test_register_cost_adds_a_rule():
     try:
         assert costs.expected_costs(model).numpy().ops == 32.0
     finally:
-        del costs.COST_RULES[Scale]
+        registry.unregister_layer_type(Scale)

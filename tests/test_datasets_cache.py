@@ -96,3 +96,13 @@ def test_computing_shows_progress(tmp_path, capsys):
     assert lines[-1].startswith("features t: 10/10 (100%") and len(lines) <= 11
     cache.sharded(tmp_path, "u", "k" * 20, chunks, None)
     assert capsys.readouterr().err.startswith("features u: ")
+
+
+def test_take_and_map_are_views_of_the_shards(tmp_path):
+    chunks, _ = counting(10)
+    entry = cache.sharded(tmp_path, "t", "k" * 20, chunks, 10, shard_examples=4)
+    picked = entry.array("x").take([9, 1, 5]).map(lambda rows: rows + 1)
+    assert picked.shape == (3, 2) and picked[0].tolist() == [10, -8]
+    np.testing.assert_array_equal(np.asarray(picked)[:, 0], [10, 2, 6])
+    np.testing.assert_array_equal(picked.take([2, 0])[:, 0], [6, 10])
+    np.testing.assert_array_equal(picked[1:][:, 1], [0, -4])

@@ -17,13 +17,13 @@ def tone(frequency, seconds=1.0, amplitude=0.5):
 
 
 def reference_mfcc(wave):
-    """MFCCs written out step by step: Hann frames, power, mel, dB (80 dB floor), DCT-II."""
+    """MFCCs written out step by step with scipy and librosa: Hann frames zero-padded to 1024,
+    power, mel, dB with the fixed -80 dB floor, DCT-II."""
     frames = np.lib.stride_tricks.sliding_window_view(wave, 640)[::320]
     window = scipy.signal.get_window("hann", 640, fftbins=True)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    mel = power @ librosa.filters.mel(sr=RATE, n_fft=640, n_mels=40, fmin=20, fmax=4000).T
-    db = 10 * np.log10(np.maximum(mel, 1e-10))
-    db = np.maximum(db, db.max() - 80)
+    power = np.abs(np.fft.rfft(frames * window, n=1024, axis=1)) ** 2
+    mel = power @ librosa.filters.mel(sr=RATE, n_fft=1024, n_mels=40, fmin=20, fmax=4000).T
+    db = 10 * np.log10(np.maximum(mel, 1e-8))
     return scipy.fft.dct(db, type=2, norm="ortho", axis=1)[:, :10]
 
 
@@ -44,10 +44,41 @@ def test_mfcc_of_a_steady_tone_is_constant_over_time():
 
 
 def test_doubling_the_amplitude_only_raises_c0_by_6_db_times_sqrt_40():
-    quiet, loud = features.mfcc(np.stack([tone(1000, amplitude=0.2), tone(1000, amplitude=0.4)]))
+    # Broadband noise keeps every mel band above the fixed floor.
+    noise = np.random.default_rng(0).normal(0, 0.1, RATE).astype(np.float32)
+    quiet, loud = features.mfcc(np.stack([noise, 2 * noise]))
     difference = (loud - quiet)[..., 0].mean(axis=0)
     assert difference[0] == pytest.approx(20 * np.log10(2) * np.sqrt(40), abs=0.05)
     np.testing.assert_allclose(difference[1:], 0, atol=0.05)
+
+
+def test_mfcc_frames_do_not_depend_on_the_rest_of_the_clip():
+    # A streaming device sees one frame at a time: a loud burst elsewhere in the clip must
+    # not move a quiet frame's features (librosa's 80 dB below the clip's maximum did).
+    quiet = tone(300, amplitude=0.001)
+    burst = quiet.copy()
+    burst[-2000:] = 0.9
+    a, b = features.mfcc(np.stack([quiet, burst]))[..., 0]
+    np.testing.assert_allclose(a[:40], b[:40], atol=1e-4)
+
+
+def test_settings_change_the_cache_key():
+    import dataclasses
+
+    from mnas.datasets import cache
+
+    keys = {cache.cache_key("kws", {"mfcc": dataclasses.asdict(s)}, []) for s in (
+        features.MfccSettings(), features.MfccSettings(floor_db=-70.0),
+        features.MfccSettings(n_fft=2048))}
+    assert len(keys) == 3
+    before = {"sample_rate": 16000, "clip_seconds": 1.0, "frame_ms": 40.0, "hop_ms": 20.0,
+              "n_mels": 40, "n_mfcc": 10, "fmin": 20.0, "fmax": 4000.0}  # the clip-max floor
+    assert cache.cache_key("kws", {"mfcc": before}, []) not in keys
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match=r"`n_fft`: expected a power of two .*received 1000"):
+        features.mfcc(tone(440), features.MfccSettings(n_fft=1000))
 
 
 def test_mfcc_rejects_clips_of_the_wrong_length():
@@ -103,10 +134,8 @@ def test_load_image_resizes_and_scales(tmp_path):
     assert gray[0, 0, 0] == pytest.approx(76 / 255)
 
 
-def test_batched_mfcc_equals_librosa_clip_by_clip():
+def test_batched_mfcc_equals_the_reference_clip_by_clip():
     waves = np.stack([tone(300, amplitude=0.01), tone(2000, amplitude=0.9), np.zeros(RATE)])
     batched = features.mfcc(waves, chunk=2)
     for wave, got in zip(waves, batched):
-        expected = librosa.feature.mfcc(y=wave, sr=RATE, n_mfcc=10, n_fft=640, hop_length=320,
-                                        n_mels=40, fmin=20, fmax=4000, center=False)
-        np.testing.assert_allclose(got[..., 0], expected.T, atol=2e-3)
+        np.testing.assert_allclose(got[..., 0], reference_mfcc(wave), atol=2e-3)

@@ -61,7 +61,11 @@ def test_default_shares_are_ten_percent(tree):
 def test_features_are_the_mfccs_of_the_padded_clip(tree):
     train = load(tree, "train", silence_share=0, unknown_share=0)
     index = train.files.index(f"no/{SPEAKERS[0]}_nohash_0.wav")
-    clip = np.pad(tone(350), (0, RATE - int(0.6 * RATE)))
+    # The clip as the wav file holds it (16-bit samples): with the fixed -80 dB floor, the
+    # quantization noise of the tone's empty bands shows in the features.
+    wave, _ = soundfile.read(str(tree / "no" / f"{SPEAKERS[0]}_nohash_0.wav"), dtype="float32")
+    np.testing.assert_allclose(wave, tone(350), atol=1e-4)
+    clip = np.pad(wave, (0, RATE - len(wave)))
     np.testing.assert_allclose(train.x[index], features.mfcc(clip), atol=0.02)
 
 
@@ -222,3 +226,43 @@ def test_training_dataset_needs_the_train_split_to_augment(tree):
         kws.training_dataset(load(tree, "test"), batch_size=2, seed=0)
     plain = kws.training_dataset(load(tree, "test"), batch_size=2, seed=0, augment=False)
     assert next(iter(plain))[0].shape[1:] == (49, 10, 1)
+
+
+def test_pipeline_mfccs_are_those_of_the_features_module(tree):
+    import tensorflow as tf
+
+    from mnas.datasets import kws_augment
+
+    settings = features.MfccSettings()
+    db = np.random.default_rng(0).uniform(-130, 40, (3, 49, 40)).astype(np.float32)
+    np.testing.assert_allclose(kws_augment.tf_mfcc_from_db(tf.constant(db), settings).numpy(),
+                               features.mfcc_of_mel_db(db, settings)[..., None], atol=1e-3)
+
+
+def test_standardized_subset_streams_its_own_rows_standardized(tree):
+    from mnas.datasets import split as split_module
+
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
+    mean, std = split_module.moments(train.x)
+    part = split_module.standardize(split_module.subset(train, [0, 2, 3, 7]), mean, std)
+    expected = (np.asarray(train.x)[[0, 2, 3, 7]] - mean) / std
+    np.testing.assert_allclose(np.asarray(part.x), expected, atol=1e-5)
+    options = {"batch_size": 3, "seed": 1, "augment": False}
+    for in_memory in (False, True):
+        batches = list(kws.training_dataset(part, in_memory=in_memory, **options)
+                       .as_numpy_iterator())
+        x = np.concatenate([b[0] for b in batches])
+        y = np.concatenate([b[1] for b in batches])
+        order = np.lexsort(x.reshape(len(x), -1).T)
+        want = np.lexsort(expected.reshape(len(expected), -1).T)
+        np.testing.assert_allclose(x[order], expected[want], atol=1e-4)
+        np.testing.assert_array_equal(y[order], train.y[[0, 2, 3, 7]][want])
+    # Augmented, unmasked and without noise or shift: the same standardised features.
+    quiet = kws.Augmentation(background_frequency=0.0, time_shift_ms=0.0)
+    plain = split_module.standardize(split_module.subset(
+        load(tree, "train", silence_share=0.5, unknown_share=0.5, augmentation=quiet),
+        [0, 2, 3, 7]), mean, std)
+    (x, _), (x2, _) = kws.training_dataset(plain, batch_size=3, seed=1, time_masks=0,
+                                           frequency_masks=0).as_numpy_iterator()
+    x = np.concatenate([x, x2])
+    np.testing.assert_allclose(np.sort(x.ravel()), np.sort(expected.ravel()), atol=1e-4)

@@ -200,3 +200,47 @@ def test_inverted_bottleneck_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"`SearchableInvertedBottleneck` 'ib': expected a 4D "
                                          r"\(NHWC\) input, received shape \(None, 8, 3\)"):
         layers.SearchableInvertedBottleneck([8], [16], name="ib").build((None, 8, 3))
+
+
+def linear_ds_block(channels):
+    """A DS block whose pointwise part passes its input through: identity kernel, batch norm
+    frozen at the identity, no activation."""
+    block = layers.SearchableDepthwiseSeparable([channels], activation=None)
+    block.build((None, 6, 6, channels))
+    block.pointwise.kernel.assign(np.eye(channels, dtype="float32")[None, None])
+    block.bn_pointwise.trainable = False  # Inference mode: moving mean 0, variance 1.
+    return block
+
+
+def test_the_previous_layers_mask_scales_the_depthwise_output_proportionally():
+    # The depthwise batch norm, in training mode, would undo a mask on its input; the block
+    # applies the previous layer's mask again after it, so the accuracy loss sees the width.
+    block = linear_ds_block(8)
+    x = tf.random.stateless_normal((16, 6, 6, 8), seed=(1, 2))
+    outputs = {}
+    for scale in (1.0, 0.5, 0.0):
+        mask = tf.constant([1.0] * 4 + [scale] * 4)
+        outputs[scale] = block(layers.with_channel_mask(x * mask, mask), training=True).numpy()
+    np.testing.assert_allclose(outputs[0.5][..., :4], outputs[1.0][..., :4], rtol=1e-5)
+    # Proportional up to the batch norm's epsilon, which weighs more on a smaller variance.
+    np.testing.assert_allclose(outputs[0.5][..., 4:], 0.5 * outputs[1.0][..., 4:], rtol=0.03,
+                               atol=1e-3)
+    assert np.abs(outputs[0.0][..., 4:]).max() == 0.0
+    assert np.abs(outputs[1.0][..., 4:]).max() > 0.1
+
+
+def test_the_mask_travels_through_skip_wrappers_to_the_next_block():
+    model = small_supernet()
+    stem, skip = model.get_layer("stem"), model.get_layer("skip")
+    stem.alpha.assign([50.0, -50.0])  # Stem width 4: channels 4-7 are masked out.
+    x = tf.random.stateless_normal((4, 12, 8, 1), seed=(3, 4))
+    seen = {}
+    original = skip.layer.call
+
+    def spy(inputs, training=None):
+        seen["mask"] = layers.channel_mask(inputs)
+        return original(inputs, training=training)
+
+    skip.layer.call = spy
+    model(x, training=True)
+    np.testing.assert_allclose(seen["mask"].numpy(), [1.0] * 4 + [0.0] * 4, atol=1e-6)

@@ -47,6 +47,9 @@ def test_rules_across_settings():
         runconfig.check(config(qat_epochs=0))
     with pytest.raises(errors.UnknownNameError, match="`arch`"):
         runconfig.check(config(arch="nonet"))
+    with pytest.raises(errors.MnasError, match="`stem_stride`: expected 1, or 2 for the kws"):
+        runconfig.check(config(stem_stride=2))
+    runconfig.check(config(task="kws", data_dir="data/embedded/kws", stem_stride=2))
 
 
 def test_an_unwritable_output_directory_is_refused_without_writing(tmp_path):

@@ -101,3 +101,15 @@ def test_vww_options_and_their_errors():
     with pytest.raises(ValueError, match=r"`stages`: expected \(t, c, n, s\) tuples of "
                                          r"positive ints, received \(6, 24, 0, 2\)"):
         search_spaces.vww(stages=((6, 24, 0, 2),))
+
+
+def test_kws_space_with_a_strided_stem_holds_ds_cnn():
+    space = search_spaces.get("kws", max_width=64, num_blocks=4, stem_stride=2)
+    searched = arch.build(space.extreme(smallest=False))
+    ds_cnn_s = arch.build(arch.get_architecture("ds_cnn_s"))
+    assert searched.count_params() == ds_cnn_s.count_params()
+    assert [layer.output_shape for layer in searched.layers[1:3]] == [
+        layer.output_shape for layer in ds_cnn_s.layers[1:3]]
+    assert searched.layers[1].output_shape[1:3] == (25, 5)
+    with pytest.raises(ValueError, match="Invalid value for `stem_stride`: expected 1 or 2"):
+        search_spaces.get("kws", stem_stride=3)

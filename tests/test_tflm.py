@@ -12,7 +12,8 @@ import pytest
 import tf_keras as keras
 from conftest import REFERENCE
 
-from mnas import errors, estimate, export, tflm
+from mnas import errors, export
+from mnas.hardware import tflite_file, tflm
 
 L = keras.layers
 
@@ -96,7 +97,7 @@ def degenerate():
 
 
 def _softmax_input_scale(data):
-    info = estimate.parse_model(data)
+    info = tflite_file.parse_model(data)
     op = next(op for op in info.operators if op.name == "SOFTMAX")
     return info.tensors[op.inputs[0]].scale
 

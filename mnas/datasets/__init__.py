@@ -15,7 +15,7 @@ from mnas.datasets import ad, kws, pipeline, vww
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
 from mnas.datasets.pipeline import over_epochs
-from mnas.datasets.split import SPLITS, Split
+from mnas.datasets.split import SPLITS, Split, moments, standardize, subset
 from mnas.errors import UnknownNameError
 
 TASKS = ("kws", "ad", "vww")
@@ -94,9 +94,12 @@ __all__ = [
     "TASKS",
     "anomaly_auc",
     "generate_embedded",
-    "over_epochs",
     "load_split",
+    "moments",
+    "over_epochs",
     "roc_auc",
+    "standardize",
     "steps_per_epoch",
+    "subset",
     "training_dataset",
 ]

@@ -186,9 +186,8 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, in_memory
 
     if mixup < 0:
         raise ValueError(f"Invalid value for `mixup`: expected alpha >= 0, received {mixup}.")
-    source = split.entry if not in_memory else (np.asarray(split.x), split.y)
     if not augment or mixup == 0:
-        return stream.batches(source, batch_size, seed)
+        return stream.split_batches(split, batch_size, seed, in_memory)
     classes = len(split.labels)
 
     def batch_fn(x, y, seed_pair):
@@ -205,7 +204,7 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, in_memory
         return (wx * x + (1 - wx) * tf.gather(x, order),
                 wy * one_hot + (1 - wy) * tf.gather(one_hot, order))
 
-    return stream.batches(source, batch_size, seed, batch_fn=batch_fn)
+    return stream.split_batches(split, batch_size, seed, in_memory, batch_fn=batch_fn)
 
 
 def roc_auc(scores, positive):
@@ -234,8 +233,8 @@ def roc_auc(scores, positive):
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def anomaly_auc(scores, split):
-    """ROC AUC per machine ID and their mean, MicroNets / DCASE style.
+def clip_scores(scores, split):
+    """Anomaly score, machine ID and anomaly label of each test clip, MicroNets / DCASE style.
 
     A window's anomaly score is the negative softmax output of its true machine ID; a clip's
     score is the mean over its windows.
@@ -245,7 +244,7 @@ def anomaly_auc(scores, split):
         split: the AD test `Split` (with `clip` and `anomaly`).
 
     Returns:
-        {machine id: AUC, ..., "mean": mean over IDs}.
+        (score, machine ID index, anomalous) arrays, one entry per clip.
     """
     scores = np.asarray(scores, np.float64)
     if split.clip is None or scores.shape != (len(split.y), len(split.labels)):
@@ -262,7 +261,20 @@ def anomaly_auc(scores, split):
     window_scores = -scores[np.arange(len(split.y)), split.y]
     _, first, inverse = np.unique(split.clip, return_index=True, return_inverse=True)
     clip_score = np.bincount(inverse, window_scores) / np.bincount(inverse)
-    clip_id, clip_anomaly = split.y[first], split.anomaly[first]
+    return clip_score, split.y[first], split.anomaly[first]
+
+
+def anomaly_auc(scores, split):
+    """ROC AUC per machine ID and their mean, MicroNets / DCASE style (see `clip_scores`).
+
+    Args:
+        scores: softmax outputs (N windows, machine IDs) of the model on `split.x`.
+        split: the AD test `Split` (with `clip` and `anomaly`).
+
+    Returns:
+        {machine id: AUC, ..., "mean": mean over IDs}.
+    """
+    clip_score, clip_id, clip_anomaly = clip_scores(scores, split)
     result = {}
     for index, name in enumerate(split.labels):
         mine = clip_id == index

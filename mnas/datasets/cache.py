@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 # Bump when the way features are computed changes without a change of settings.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SHARD_EXAMPLES = 8192
 _META = "meta.json"
 
@@ -58,17 +58,31 @@ class Sharded:
     """A read-only array stored as shards along its first axis, each read by memory map.
 
     Indexing with an int, a slice or an integer array gives numpy arrays;
-    `np.asarray(sharded)` reads it all.
+    `np.asarray(sharded)` reads it all. `map` and `take` give new views without reading.
     """
 
-    def __init__(self, shards, transform=None):
+    def __init__(self, shards, transform=None, rows=None):
         self.shards = list(shards)
         self.transform = transform
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
         first = self.shards[0]
         probe = first[:0] if transform is None else transform(first[:0])
         self.dtype = probe.dtype
-        self.shape = (sum(len(s) for s in self.shards),) + probe.shape[1:]
+        stored = sum(len(s) for s in self.shards)
+        self.shape = (stored if rows is None else len(self.rows),) + probe.shape[1:]
         self._starts = np.cumsum([0] + [len(s) for s in self.shards])
+
+    def map(self, fn):
+        """This array with `fn` applied to its rows (after any transform) when they are read."""
+        transform = self.transform
+        return Sharded(self.shards, fn if transform is None else lambda rows: fn(transform(rows)),
+                       self.rows)
+
+    def take(self, indices):
+        """The rows `indices` of this array, as a `Sharded` view."""
+        indices = np.asarray(indices, np.int64)
+        return Sharded(self.shards, self.transform,
+                       indices if self.rows is None else self.rows[indices])
 
     def _out(self, rows):
         return np.asarray(rows) if self.transform is None else self.transform(rows)
@@ -81,7 +95,10 @@ class Sharded:
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None):
-        out = self._out(np.concatenate([np.asarray(s) for s in self.shards]))
+        if self.rows is None:
+            out = self._out(np.concatenate([np.asarray(s) for s in self.shards]))
+        else:
+            out = self[np.arange(len(self))]
         return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, index):
@@ -94,6 +111,7 @@ class Sharded:
             index = int(index) + (len(self) if index < 0 else 0)
             if not 0 <= index < len(self):
                 raise IndexError(f"index {index} is out of bounds for {len(self)} examples")
+            index = index if self.rows is None else int(self.rows[index])
             shard = int(np.searchsorted(self._starts, index, side="right")) - 1
             return self._out(self.shards[shard][index - self._starts[shard]][None])[0]
         if isinstance(index, slice):
@@ -102,6 +120,8 @@ class Sharded:
         if index.dtype == bool:
             index = np.flatnonzero(index)
         index = np.where(index < 0, index + len(self), index)
+        if self.rows is not None:
+            index = self.rows[index]
         shard = np.searchsorted(self._starts, index, side="right") - 1
         rows = [self.shards[s][i - self._starts[s]] for s, i in zip(shard, index)]
         first = self.shards[0]

@@ -1,10 +1,17 @@
-"""Feature extraction with librosa: MFCCs for keyword spotting, log-mel windows for anomaly
-detection, and images scaled for visual wake words."""
+"""Feature extraction: MFCCs for keyword spotting, log-mel windows for anomaly detection, and
+images scaled for visual wake words.
+
+The keyword-spotting MFCCs are computed frame by frame with a fixed dB floor, as a
+microcontroller that streams audio computes them; `mnas.deploy.features_c` emits the same
+computation in C. The anomaly-detection log-mel power also has a fixed floor (1e-10, -100 dB).
+"""
 
 import dataclasses
 
 import numpy as np
 
+# How far below the MFCC floor the cached mel spectra in dB keep their values.
+MEL_DB_MARGIN = 40.0
 
 class _Framing:
     """Frame and hop lengths in samples, for settings with `sample_rate`, `frame_ms`, `hop_ms`."""
@@ -23,7 +30,11 @@ class MfccSettings(_Framing):
     """MFCC settings; the defaults are the MLPerf Tiny / MicroNets keyword-spotting features.
 
     40 ms frames every 20 ms over a 1 s clip at 16 kHz (no padding at the ends) give 49 frames
-    of 10 coefficients from 40 mel bands between 20 Hz and 4 kHz.
+    of 10 coefficients from 40 mel bands between 20 Hz and 4 kHz. Each frame is computed on
+    its own, as a device that streams audio computes it: a periodic Hann window of the frame's
+    length, zero-padded to `n_fft` (a power of two, so CMSIS-DSP's real FFT can take it), the
+    power spectrum, a Slaney mel filterbank, dB of mel power with a fixed floor `floor_db`
+    (no dependence on the rest of the clip), and the orthonormal DCT-II.
     """
 
     sample_rate: int = 16000
@@ -34,6 +45,8 @@ class MfccSettings(_Framing):
     n_mfcc: int = 10
     fmin: float = 20.0
     fmax: float = 4000.0
+    n_fft: int = 1024
+    floor_db: float = -80.0
 
     @property
     def clip_samples(self):
@@ -44,28 +57,149 @@ class MfccSettings(_Framing):
         frames = 1 + (self.clip_samples - self.frame_samples) // self.hop_samples
         return (frames, self.n_mfcc, 1)
 
+    def validate(self):
+        if self.n_fft < self.frame_samples or self.n_fft & (self.n_fft - 1):
+            raise ValueError(
+                f"Invalid value for `n_fft`: expected a power of two of at least the frame's "
+                f"{self.frame_samples} samples, received {self.n_fft}.")
+        if not 0 < self.n_mfcc <= self.n_mels:
+            raise ValueError(
+                f"Invalid value for `n_mfcc`: expected 1 to `n_mels` ({self.n_mels}), received "
+                f"{self.n_mfcc}.")
 
-def mfcc(waves, settings=MfccSettings(), chunk=512):
+    def describe(self):
+        """The settings firmware needs, as a flat dict (written into `model_data.h`)."""
+        return {"kind": "mfcc", "sample_rate": self.sample_rate,
+                "frame_samples": self.frame_samples, "hop_samples": self.hop_samples,
+                "frames": self.shape[0], "n_fft": self.n_fft, "n_mels": self.n_mels,
+                "n_mfcc": self.n_mfcc, "fmin": float(self.fmin), "fmax": float(self.fmax),
+                "floor_db": float(self.floor_db), "window": "hann",
+                "mel": "slaney", "dct": "orthonormal DCT-II"}
+
+
+def window(settings):
+    """The periodic Hann window of a frame (`scipy.signal.get_window("hann", n)`)."""
+    n = np.arange(settings.frame_samples)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / settings.frame_samples)
+
+
+def mel_filterbank(settings):
+    """(n_mels, n_fft // 2 + 1) Slaney mel weights, as librosa makes them."""
+    import librosa
+
+    return librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft,
+                               n_mels=settings.n_mels, fmin=settings.fmin, fmax=settings.fmax,
+                               dtype=np.float64)
+
+
+def dct_matrix(settings):
+    """(n_mfcc, n_mels) rows of the orthonormal DCT-II (`scipy.fft.dct(norm="ortho")`)."""
+    k = np.arange(settings.n_mfcc)[:, None]
+    n = np.arange(settings.n_mels)[None, :]
+    out = np.cos(np.pi * k * (2 * n + 1) / (2 * settings.n_mels)) * np.sqrt(2.0 / settings.n_mels)
+    out[0] /= np.sqrt(2.0)
+    return out
+
+
+def mel_power_frames(frames, settings=MfccSettings()):
+    """Mel power of frames of `settings.frame_samples` samples, each on its own.
+
+    Args:
+        frames: float array (..., frame_samples).
+        settings: an `MfccSettings`.
+
+    Returns:
+        float64 array (..., n_mels): the Slaney mel filterbank over the power spectrum of each
+        Hann-windowed frame, zero-padded to `n_fft`.
+    """
+    settings.validate()
+    spectrum = np.fft.rfft(np.asarray(frames, np.float64) * window(settings), n=settings.n_fft)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    return power @ mel_filterbank(settings).T
+
+
+def mfcc_of_mel_db(db, settings=MfccSettings()):
+    """MFCCs of mel power in dB: the fixed floor `settings.floor_db`, then the DCT-II.
+
+    `db` may hold values below the floor (the cached mel spectra keep them, so that noise can
+    be mixed in before the floor is taken).
+
+    Args:
+        db: float array (..., n_mels) of `10 log10(mel power)`.
+        settings: an `MfccSettings`.
+
+    Returns:
+        float64 array (..., n_mfcc).
+    """
+    return np.maximum(np.asarray(db, np.float64), settings.floor_db) @ dct_matrix(settings).T
+
+
+def mfcc_frames(frames, settings=MfccSettings()):
+    """MFCCs of frames of `settings.frame_samples` samples, each on its own.
+
+    Args:
+        frames: float array (..., frame_samples).
+        settings: an `MfccSettings`.
+
+    Returns:
+        float64 array (..., n_mfcc).
+    """
+    return mfcc_of_mel_db(_mel_db(frames, settings), settings)
+
+
+def power_db(power, settings=MfccSettings()):
+    """`10 log10(power)`, floored `MEL_DB_MARGIN` dB below `settings.floor_db` (so the floor
+    of `mfcc_of_mel_db` still decides, even after noise is added as power)."""
+    amin = 10.0 ** ((settings.floor_db - MEL_DB_MARGIN) / 10.0)
+    return 10.0 * np.log10(np.maximum(power, amin))
+
+
+def mel_db(waves, settings=MfccSettings(), chunk=256):
+    """Mel power in dB of every frame of signals (no padding at the ends).
+
+    Args:
+        waves: float array (n, samples), at least `settings.frame_samples` samples.
+        settings: an `MfccSettings`.
+        chunk: signals per step, which bounds the memory in use. Defaults to 256.
+
+    Returns:
+        float32 array (n, frames, n_mels) (`power_db` of `mel_power_frames`).
+    """
+    waves = np.asarray(waves, dtype=np.float32)
+    frames = 1 + (waves.shape[-1] - settings.frame_samples) // settings.hop_samples
+    if frames < 1:
+        raise ValueError(
+            f"Invalid value for `waves`: expected signals of at least {settings.frame_samples} "
+            f"samples, received shape {waves.shape}.")
+    starts = np.arange(frames) * settings.hop_samples
+    index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
+    return np.concatenate(
+        [_mel_db(waves[i:i + chunk][:, index], settings).astype(np.float32)
+         for i in range(0, len(waves), chunk)]
+        or [np.zeros((0, frames, settings.n_mels), np.float32)])
+
+
+def _mel_db(framed, settings):
+    return power_db(mel_power_frames(framed, settings), settings)
+
+
+def mfcc(waves, settings=MfccSettings(), chunk=256):
     """MFCCs of clips of `settings.clip_samples` samples.
 
     Args:
         waves: float array, one clip (samples,) or a batch (n, samples).
         settings: an `MfccSettings`. Defaults to the 49x10 MLPerf Tiny features.
-        chunk: clips per librosa call, which bounds the memory in use.
+        chunk: clips per step, which bounds the memory in use.
 
     Returns:
         float32 array (frames, n_mfcc, 1), or (n, frames, n_mfcc, 1) for a batch: time down,
-        coefficients across: the DCT-II (orthonormal) of mel power in dB floored 80 dB below
-        the clip's maximum, as `librosa.feature.mfcc` computes them for one clip.
+        coefficients across (`mfcc_frames` of each frame).
 
     Example:
         >>> t = np.arange(16000) / 16000
         >>> mfcc(np.sin(2 * np.pi * 440 * t)).shape
         (49, 10, 1)
     """
-    import librosa
-    import scipy.fft
-
     waves = np.asarray(waves, dtype=np.float32)
     single = waves.ndim == 1
     batch = waves[None] if single else waves
@@ -74,26 +208,12 @@ def mfcc(waves, settings=MfccSettings(), chunk=512):
             f"Invalid value for `waves`: expected clips of {settings.clip_samples} samples, "
             f"received shape {waves.shape}."
         )
-    parts = []
-    for start in range(0, len(batch), chunk):
-        mel = librosa.feature.melspectrogram(
-            y=batch[start : start + chunk],
-            sr=settings.sample_rate,
-            n_fft=settings.frame_samples,
-            hop_length=settings.hop_samples,
-            n_mels=settings.n_mels,
-            fmin=settings.fmin,
-            fmax=settings.fmax,
-            center=False,
-        )
-        # librosa.feature.mfcc floors the dB at 80 below the maximum of the whole array it is
-        # given; the floor is taken per clip here so a clip's features do not depend on its
-        # batch.
-        db = 10 * np.log10(np.maximum(mel, 1e-10))
-        db = np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - 80.0)
-        coefficients = scipy.fft.dct(db, type=2, norm="ortho", axis=-2)[..., : settings.n_mfcc, :]
-        parts.append(np.swapaxes(coefficients, -1, -2)[..., None])
-    out = np.concatenate(parts) if parts else np.zeros((0,) + settings.shape, np.float32)
+    frames = settings.shape[0]
+    starts = np.arange(frames) * settings.hop_samples
+    index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
+    parts = [mfcc_of_mel_db(_mel_db(batch[i:i + chunk][:, index], settings), settings)[..., None]
+             for i in range(0, len(batch), chunk)]
+    out = np.concatenate(parts) if parts else np.zeros((0,) + settings.shape)
     return out[0].astype(np.float32) if single else out.astype(np.float32)
 
 
@@ -117,6 +237,15 @@ class LogMelSettings(_Framing):
     def min_seconds(self):
         """The shortest clip that gives one window."""
         return (self.window_frames - 1) * self.hop_samples / self.sample_rate
+
+    def describe(self):
+        """The settings firmware needs, as a flat dict (written into `model_data.h`)."""
+        return {"kind": "log_mel", "sample_rate": self.sample_rate,
+                "frame_samples": self.frame_samples, "hop_samples": self.hop_samples,
+                "n_fft": self.frame_samples, "n_mels": self.n_mels,
+                "window_frames": self.window_frames, "window_hop": self.window_hop,
+                "size": self.size, "floor_db": -100.0, "window": "hann", "mel": "slaney",
+                "center": True}
 
     def validate(self):
         for name in ("window_frames", "n_mels"):
@@ -177,3 +306,9 @@ def load_image(path, size, grayscale):
         image = image.resize((size, size), Image.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32) / 255.0
     return pixels[..., None] if grayscale else pixels
+
+
+def task_settings(task):
+    """The default feature settings of a task: `MfccSettings` for kws, `LogMelSettings` for
+    ad, None for vww (images scaled to [0, 1])."""
+    return {"kws": MfccSettings(), "ad": LogMelSettings()}.get(task)

@@ -9,7 +9,8 @@ import numpy as np
 from mnas.datasets import cache, kws_augment, stream
 from mnas.datasets.audio import fit_length, read_audio
 from mnas.datasets.features import MfccSettings
-from mnas.datasets.split import SPLITS, Split, check_max_per_class, check_split, require_dir
+from mnas.datasets.split import (SPLITS, Split, check_max_per_class, check_split, require_dir,
+                                 stored)
 from mnas.errors import DatasetError
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -153,8 +154,9 @@ class _Source:
                  for p in self.noise_paths]
         return [w for w in waves if w is not None]
 
-    def chunks(self, skips):
-        """(clips done, {"x": mel dB, "y": labels, "file": index in `examples` or -1})."""
+    def wave_chunks(self, skips):
+        """(clips done, waves (n, samples), labels, index in `examples` or -1), the readable
+        clips a chunk at a time, then the silence clips."""
         length, rate = self.settings.clip_samples, self.settings.sample_rate
         for start in range(0, len(self.examples), CHUNK):
             waves, labels, index = [], [], []
@@ -165,17 +167,26 @@ class _Source:
                     labels.append(label)
                     index.append(i)
             yield (min(CHUNK, len(self.examples) - start),
-                   self._arrays(np.asarray(waves, np.float32).reshape(-1, length), labels, index))
+                   np.asarray(waves, np.float32).reshape(-1, length), labels, index)
         noise = self.noise(skips) if self.n_silence else []
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), 1])
         waves = [(_noise_crop(noise, self.split, length, rng) * rng.uniform()) if noise
                  else np.zeros(length, np.float32) for _ in range(self.n_silence)]
-        yield self.n_silence, self._arrays(np.asarray(waves, np.float32).reshape(-1, length),
-                                           [SILENCE] * len(waves), [-1] * len(waves))
+        yield (self.n_silence, np.asarray(waves, np.float32).reshape(-1, length),
+               [SILENCE] * len(waves), [-1] * len(waves))
 
-    def _arrays(self, waves, labels, index):
-        return {"x": kws_augment.mel_db(waves, self.settings),
-                "y": np.asarray(labels, np.int32), "file": np.asarray(index, np.int32)}
+    def waves(self):
+        """(waves (N, samples), labels, index in `examples` or -1) of the whole split, as the
+        cache holds their features (benchmarks compare features computed elsewhere)."""
+        parts = list(self.wave_chunks(cache.SkipLog()))
+        return (np.concatenate([p[1] for p in parts]), [v for p in parts for v in p[2]],
+                [v for p in parts for v in p[3]])
+
+    def chunks(self, skips):
+        """(clips done, {"x": mel dB, "y": labels, "file": index in `examples` or -1})."""
+        for done, waves, labels, index in self.wave_chunks(skips):
+            yield done, {"x": kws_augment.mel_db(waves, self.settings),
+                         "y": np.asarray(labels, np.int32), "file": np.asarray(index, np.int32)}
 
     def noise_chunks(self, skips):
         """The training share of every noise file, as mel dB frames (for augmentation)."""
@@ -209,8 +220,8 @@ def load(data_dir, split, cache_dir=None, seed=0, silence_share=0.1, unknown_sha
         **feature_options: fields of `MfccSettings` (e.g. `n_mfcc=10`).
 
     Returns:
-        A `Split`; `x` holds librosa-style MFCCs (not standardised), shape (N, 49, 10, 1) by
-        default.
+        A `Split`; `x` holds the MFCCs of `features.mfcc` (not standardised), shape
+        (N, 49, 10, 1) by default.
     """
     check_split(split)
     check_max_per_class(max_per_class)
@@ -242,7 +253,7 @@ def load(data_dir, split, cache_dir=None, seed=0, silence_share=0.1, unknown_sha
     index = np.asarray(entry.array("file"))
     return Split(
         task="kws", name=split,
-        x=entry.array("x", lambda db: kws_augment.mfcc_from_db(db, settings.n_mfcc)),
+        x=entry.array("x", lambda db: kws_augment.mfcc_from_db(db, settings)),
         y=np.asarray(entry.array("y")), labels=LABELS,
         files=tuple(names[i] if i >= 0 else (NOISE_DIR if source.noise_paths else "")
                     for i in index.tolist()),
@@ -272,11 +283,9 @@ def training_dataset(split, batch_size, seed, augment=True, in_memory=False, **m
     """
     settings = split.extras["settings"]
     if not augment:
-        if in_memory:
-            return stream.batches((np.asarray(split.x), split.y), batch_size, seed)
-        return stream.batches(
-            split.entry, batch_size, seed,
-            decode=lambda db: kws_augment.tf_mfcc_from_db(db, settings.n_mfcc))
+        return stream.split_batches(
+            split, batch_size, seed, in_memory,
+            decode=lambda db: kws_augment.tf_mfcc_from_db(db, settings))
     if split.name != "train":
         raise ValueError(
             f"Invalid value for `split`: expected the train split of a keyword-spotting dataset "
@@ -292,6 +301,8 @@ def training_dataset(split, batch_size, seed, augment=True, in_memory=False, **m
     fill = sample.mean(axis=(0, 1), keepdims=True)[0]
     example_fn = kws_augment.example_fn(
         augmentation, settings, noise, split.extras.get("noise_bounds", np.zeros((0, 2))),
-        fill, **masks)
-    source = (np.asarray(split.entry.array("x")), split.y) if in_memory else split.entry
-    return stream.batches(source, batch_size, seed, example_fn=example_fn)
+        fill, split.standardization, **masks)
+    if in_memory:
+        return stream.batches((np.asarray(stored(split)), split.y), batch_size, seed,
+                              example_fn=example_fn)
+    return stream.batches(split.entry, batch_size, seed, example_fn=example_fn, rows=split.rows)

@@ -1,55 +1,57 @@
 """Keyword-spotting features from cached mel spectra, and their per-epoch augmentation.
 
-The cache holds each clip's mel power in dB (frames x mel bands, not floored). MFCCs follow
-from it exactly as `features.mfcc` computes them (floor 80 dB below the clip's maximum, then
-the orthonormal DCT-II), in numpy for evaluation and in TensorFlow inside the training
-pipeline, where every epoch draws fresh waveform-like augmentation in the mel power domain:
+The cache holds each clip's mel power in dB (frames x mel bands, `features.mel_db`: kept
+`features.MEL_DB_MARGIN` dB below the MFCC floor). MFCCs follow from it exactly as
+`features.mfcc` computes them (`features.mfcc_of_mel_db`: the fixed floor, then the
+orthonormal DCT-II), in numpy for evaluation and in TensorFlow inside the training pipeline,
+where every epoch draws fresh waveform-like augmentation in the mel power domain:
 
 - time shift by whole frames (the hop, 20 ms), the vacated frames silent;
 - background noise added as power (mel power of clip + gain^2 x mel power of a noise crop,
   which is the expectation of the mixed signal's power for independent noise), the noise crop
   starting at a random frame of a random noise file;
 - SpecAugment: runs of frames and of coefficients replaced by the training mean.
+
+Features standardised by the run (`split.standardize`) are standardised here too, after the
+MFCCs and before the masks.
 """
 
 import numpy as np
 
-FLOOR_DB = 80.0
-AMIN = 1e-10
+from mnas.datasets import features
 
 
 def mel_db(waves, settings):
-    """Mel power in dB of clips (n, samples), as float32 (n, frames, n_mels), not floored."""
-    import librosa
-
+    """Mel power in dB of clips (n, samples), as float32 (n, frames, n_mels) (`features.mel_db`)."""
     waves = np.asarray(waves, np.float32)
     if len(waves) == 0:
-        frames = settings.shape[0]
-        return np.zeros((0, frames, settings.n_mels), np.float32)
-    mel = librosa.feature.melspectrogram(
-        y=waves, sr=settings.sample_rate, n_fft=settings.frame_samples,
-        hop_length=settings.hop_samples, n_mels=settings.n_mels, fmin=settings.fmin,
-        fmax=settings.fmax, center=False)
-    return np.swapaxes(10 * np.log10(np.maximum(mel, AMIN)), -1, -2).astype(np.float32)
+        return np.zeros((0, settings.shape[0], settings.n_mels), np.float32)
+    return features.mel_db(waves, settings)
 
 
-def mfcc_from_db(db, n_mfcc):
+def mfcc_from_db(db, settings):
     """MFCCs (n, frames, n_mfcc, 1) of mel dB (n, frames, n_mels), in numpy."""
-    import scipy.fft
-
-    db = np.asarray(db, np.float32)
-    floored = np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - FLOOR_DB)
-    coefficients = scipy.fft.dct(floored, type=2, norm="ortho", axis=-1)[..., :n_mfcc]
-    return coefficients[..., None].astype(np.float32)
+    return features.mfcc_of_mel_db(db, settings)[..., None].astype(np.float32)
 
 
-def tf_mfcc_from_db(db, n_mfcc):
-    """MFCCs (..., frames, n_mfcc, 1) of mel dB (..., frames, n_mels), in TensorFlow."""
+def tf_mfcc_from_db(db, settings):
+    """MFCCs (..., frames, n_mfcc, 1) of mel dB (..., frames, n_mels), in TensorFlow: the
+    floor and DCT of `features.mfcc_of_mel_db`, with its DCT matrix."""
     import tensorflow as tf
 
-    peak = tf.reduce_max(db, axis=[-2, -1], keepdims=True)
-    floored = tf.maximum(db, peak - FLOOR_DB)
-    return tf.signal.dct(floored, type=2, norm="ortho")[..., :n_mfcc, None]
+    dct = tf.constant(features.dct_matrix(settings).T, tf.float32)
+    floored = tf.maximum(tf.cast(db, tf.float32), float(settings.floor_db))
+    return tf.tensordot(floored, dct, axes=1)[..., None]
+
+
+def tf_standardize(x, standardization):
+    """`(x - mean) / std` for `standardization` (mean, std), or `x` when it is None."""
+    if standardization is None:
+        return x
+    import tensorflow as tf
+
+    mean, std = standardization
+    return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
 def noise_frames(noises, settings):
@@ -67,8 +69,8 @@ def noise_frames(noises, settings):
     return np.concatenate(parts), np.asarray(bounds, np.int64)
 
 
-def example_fn(augmentation, settings, noise, noise_bounds, fill, time_masks=2,
-               time_mask_frames=5, frequency_masks=1, frequency_mask_bins=2):
+def example_fn(augmentation, settings, noise, noise_bounds, fill, standardization=None,
+               time_masks=2, time_mask_frames=5, frequency_masks=1, frequency_mask_bins=2):
     """The per-example map `(mel dB, y, seed) -> (MFCC, y)` of the training pipeline.
 
     Args:
@@ -77,6 +79,8 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, time_masks=2,
         noise: mel dB frames of the training share of the noise files (`noise_frames`).
         noise_bounds: each noise file's [first, end) rows of `noise`.
         fill: the value of masked MFCCs, shape (1, n_mfcc, 1) (the training mean).
+        standardization: (mean, std) the MFCCs are standardised with, or None. Defaults to
+            None.
         time_masks: time masks per example. Defaults to 2.
         time_mask_frames: the widest time mask, in frames. Defaults to 5.
         frequency_masks: coefficient masks per example. Defaults to 1.
@@ -91,6 +95,7 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, time_masks=2,
     bounds = tf.constant(noise_bounds, tf.int64)
     noise_power = tf.constant(10 ** (noise / 10), tf.float32)
     fill = tf.constant(fill, tf.float32)
+    amin = 10.0 ** ((settings.floor_db - features.MEL_DB_MARGIN) / 10.0)
 
     def uniform(seed, low, high, dtype=tf.float32):
         return tf.random.stateless_uniform([], seed, low, high, dtype)
@@ -122,8 +127,8 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, time_masks=2,
             mixed = uniform(seeds[4], 0.0, 1.0) < augmentation.background_frequency
             crop = noise_power[start:start + frames]
             power = power + tf.cast(mixed, tf.float32) * gain**2 * crop
-        db = 10.0 * tf.math.log(tf.maximum(power, AMIN)) / tf.math.log(10.0)
-        x = tf_mfcc_from_db(db, n_mfcc)
+        db = 10.0 * tf.math.log(tf.maximum(power, amin)) / tf.math.log(10.0)
+        x = tf_standardize(tf_mfcc_from_db(db, settings), standardization)
         x = mask(x, seeds[5:], time_masks, time_mask_frames, 0, frames)
         x = mask(x, seeds[5 + 2 * time_masks:], frequency_masks, frequency_mask_bins, 1, n_mfcc)
         return x, y

@@ -26,12 +26,19 @@ def _check_batch_size(batch_size):
 
 
 class _Blocks:
-    """Row blocks of a cache entry's shards, read by memory map."""
+    """Row blocks of a cache entry's shards, read by memory map (only `rows`, if given)."""
 
-    def __init__(self, entry, names):
+    def __init__(self, entry, names, rows=None):
         self.names = names
         self.arrays = [entry.array(name) for name in names]
         sizes = entry.meta["shards"]
+        self.starts = np.cumsum([0] + list(sizes))
+        self.keep = None
+        self.size = int(self.starts[-1])
+        if rows is not None:
+            self.keep = np.zeros(self.size, bool)
+            self.keep[np.asarray(rows, np.int64)] = True
+            self.size = int(self.keep.sum())
         rows = []
         for shard, size in enumerate(sizes):
             rows += [(shard, start, min(size, start + BLOCK_ROWS))
@@ -44,7 +51,10 @@ class _Blocks:
 
     def read(self, block):
         shard, start, stop = self.table[int(block)]
-        return tuple(np.asarray(a.shards[shard][start:stop]) for a in self.arrays)
+        if self.keep is None:
+            return tuple(np.asarray(a.shards[shard][start:stop]) for a in self.arrays)
+        kept = np.flatnonzero(self.keep[self.starts[shard] + start:self.starts[shard] + stop])
+        return tuple(np.asarray(a.shards[shard][start:stop][kept]) for a in self.arrays)
 
     def dataset(self, order_seed):
         import tensorflow as tf
@@ -72,7 +82,7 @@ class _Blocks:
 
 
 def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=None,
-            shuffle_buffer=SHUFFLE_BUFFER):
+            shuffle_buffer=SHUFFLE_BUFFER, rows=None, standardization=None):
     """Shuffled (x, y) batches with seeded random maps, from the cache or from arrays.
 
     Args:
@@ -87,6 +97,9 @@ def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=Non
             `example_fn` (e.g. uint8 pixels to float); arrays are given decoded.
         shuffle_buffer: examples in the shuffle buffer when streaming. Defaults to
             `SHUFFLE_BUFFER`.
+        rows: the rows of the cache entry to stream (`Split.rows`), or None for all.
+        standardization: (mean, std) applied to each decoded example of the cache before
+            `example_fn` (`Split.standardization`); arrays are given standardised.
 
     Returns:
         A `tf.data.Dataset` of (x, y) batches: the epochs of the enclosing
@@ -98,8 +111,14 @@ def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=Non
         return pipeline.batches(source[0], source[1], batch_size, seed, example_fn=example_fn,
                                 batch_fn=batch_fn)
     _check_batch_size(batch_size)
-    blocks = _Blocks(source, ["x", "y"])
-    size = len(blocks.arrays[1])
+    blocks = _Blocks(source, ["x", "y"], rows)
+    size = blocks.size
+    if standardization is not None:
+        mean, std = (tf.constant(v, tf.float32) for v in standardization)
+        decoded = decode or (lambda x: tf.cast(x, tf.float32))
+
+        def decode(x):
+            return (decoded(x) - mean) / std
     seed_pair = tf.constant([int(seed), 0x5EED], tf.int64)
 
     def one_epoch(epoch):
@@ -122,6 +141,15 @@ def batches(source, batch_size, seed, example_fn=None, batch_fn=None, decode=Non
     else:
         epoch_keys = tf.data.Dataset.range(*epochs)
     return epoch_keys.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def split_batches(split, batch_size, seed, in_memory=False, **options):
+    """`batches` of a `Split`: streamed from its cache entry (its rows, standardised as its
+    `x` is), or, with `in_memory`, from its features read into RAM."""
+    if in_memory or split.entry is None:
+        return batches((np.asarray(split.x), split.y), batch_size, seed, **options)
+    return batches(split.entry, batch_size, seed, rows=split.rows,
+                   standardization=split.standardization, **options)
 
 
 def _window_shuffle(data, window, key):

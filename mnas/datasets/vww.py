@@ -176,10 +176,9 @@ def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, in_mem
     """
     import tensorflow as tf
 
-    source = (np.asarray(split.x), split.y) if in_memory else split.entry
     options = {"decode": lambda x: tf.cast(x, tf.float32) / 255.0}
     if not augment:
-        return stream.batches(source, batch_size, seed, **options)
+        return stream.split_batches(split, batch_size, seed, in_memory, **options)
     height, width, channels = split.x.shape[1:]
 
     def example_fn(x, y, seed_pair):
@@ -190,4 +189,5 @@ def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, in_mem
         x = tf.image.stateless_random_crop(x, tf.concat([size, [channels]], 0), seeds[2])
         return tf.image.resize(x, [height, width]), y
 
-    return stream.batches(source, batch_size, seed, example_fn=example_fn, **options)
+    return stream.split_batches(split, batch_size, seed, in_memory, example_fn=example_fn,
+                                **options)

@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, errors, layers
+from mnas import arch, derivation, errors, layers
 
 
 class _Sampling:
@@ -42,17 +42,16 @@ class _Sampling:
     def sample(self, rng):
         """A random architecture of this space, as an `ArchSpec`."""
         supernet = self._cached_supernet()
-        arch.random_one_hot(supernet, rng)
-        return arch.derive(supernet, name=f"{self.name}_sample")
+        with derivation.fixed_choices(supernet, derivation.random_picks(supernet, rng)):
+            return arch.derive(supernet, name=f"{self.name}_sample")
 
     def extreme(self, smallest=True):
         """The smallest (every block skipped, narrowest widths) or largest architecture."""
         supernet = self._cached_supernet()
-        for layer in layers.searchable_layers(supernet):
-            logits = np.zeros(layer.num_options, dtype="float32")
-            logits[0 if smallest else -1] = 10.0
-            layer.alpha.assign(logits)
-        return arch.derive(supernet, name=f"{self.name}_{'min' if smallest else 'max'}")
+        picks = [0 if smallest else layer.num_options - 1
+                 for layer in layers.searchable_layers(supernet)]
+        with derivation.fixed_choices(supernet, picks):
+            return arch.derive(supernet, name=f"{self.name}_{'min' if smallest else 'max'}")
 
 
 @dataclasses.dataclass
@@ -69,6 +68,7 @@ class SearchSpace(_Sampling):
         steps: Number of width choices (10%, 20%, ... of `max_width`).
         dropout: Dropout rate before the classifier.
         backbone: Backbone family, for latency models.
+        stem_stride: Stride of the stem conv (DS-CNN's is 2). Defaults to `1`.
     """
 
     name: str
@@ -80,6 +80,7 @@ class SearchSpace(_Sampling):
     steps: int = 10
     dropout: float = 0.1
     backbone: str = "ds_cnn"
+    stem_stride: int = 1
 
     def __post_init__(self):
         self.choices = layers.width_choices(self.max_width, self.steps)
@@ -88,8 +89,8 @@ class SearchSpace(_Sampling):
     def build(self, temperature=1.0, gumbel=False):
         """A fresh supernet of this space (a functional `tf_keras` model)."""
         inputs = keras.Input(self.input_shape)
-        x = layers.SearchableConv2D(self.choices, self.stem_kernel, temperature=temperature,
-                                    gumbel=gumbel, name="stem")(inputs)
+        x = layers.SearchableConv2D(self.choices, self.stem_kernel, strides=self.stem_stride,
+                                    temperature=temperature, gumbel=gumbel, name="stem")(inputs)
         for i, stride in enumerate(self.strides):
             block = layers.SearchableDepthwiseSeparable(
                 self.choices, strides=stride, temperature=temperature, gumbel=gumbel,
@@ -189,11 +190,18 @@ class InvertedBottleneckSpace(_Sampling):
         return model
 
 
-def kws(max_width=276, num_blocks=9, num_classes=12, steps=10, dropout=0.1):
-    """The keyword-spotting space (DS-CNN(L) + 4 blocks, 49x10x1 MFCC input)."""
-    strides = tuple(2 if i == 0 else 1 for i in range(num_blocks))
+def kws(max_width=276, num_blocks=9, num_classes=12, steps=10, dropout=0.1, stem_stride=1):
+    """The keyword-spotting space (DS-CNN(L) + 4 blocks, 49x10x1 MFCC input).
+
+    With `stem_stride=2` the stem is DS-CNN's strided one and the blocks keep stride 1, so
+    that DS-CNN S/M/L (a strided stem, 4-5 blocks) are architectures of the space.
+    """
+    if stem_stride not in (1, 2):
+        raise ValueError(
+            f"Invalid value for `stem_stride`: expected 1 or 2, received {stem_stride!r}.")
+    strides = tuple(2 if i == 0 and stem_stride == 1 else 1 for i in range(num_blocks))
     return SearchSpace("kws", (49, 10, 1), num_classes, (10, 4), strides, max_width, steps,
-                       dropout)
+                       dropout, stem_stride=stem_stride)
 
 
 def ad(max_width=276, num_blocks=6, num_classes=4, steps=10, dropout=0.1):

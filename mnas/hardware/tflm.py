@@ -12,7 +12,7 @@ span almost nothing, as in an untrained model): `read_model` checks both first a
 
 Example:
 
->>> from mnas import tflm
+>>> from mnas.hardware import tflm
 >>> usage = tflm.arena_usage("kws_ref_model.tflite")  # doctest: +SKIP
 >>> usage.total_bytes  # doctest: +SKIP
 24272
@@ -22,15 +22,14 @@ import dataclasses
 import os
 import re
 import sys
-import tempfile
-import threading
 import time
 
 import numpy as np
 
-from mnas import errors
+from mnas import console, errors
+from mnas.hardware import tflite_file
+from mnas.hardware.tflite_file import load_bytes
 
-_lock = threading.Lock()
 _LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _KIND = re.compile(
     r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+)")
@@ -53,23 +52,6 @@ class ArenaUsage:
     by_kind: dict
 
 
-def load_bytes(model):
-    """Returns `(data, name)` for flatbuffer bytes or a file path, unchecked.
-
-    Raises:
-        InvalidModelFileError: The file is missing or unreadable.
-    """
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model), "model"
-    name = os.fspath(model)
-    try:
-        with open(name, "rb") as f:
-            return f.read(), name
-    except OSError as e:
-        raise errors.InvalidModelFileError(
-            f"Cannot read model file {name!r}: {e.strerror}.") from None
-
-
 def read_model(model):
     """Returns the bytes of `model` (bytes, or a path), checked to be safe for TFLite Micro.
 
@@ -83,10 +65,8 @@ def read_model(model):
             truncated or corrupt (a field points outside the file), or has quantization
             parameters on which TFLite Micro would abort.
     """
-    from mnas import estimate
-
     data, name = load_bytes(model)
-    check_kernel_limits(estimate.parse_model(data, name, check_operators=False), name)
+    check_kernel_limits(tflite_file.parse_model(data, name), name)
     return data
 
 
@@ -117,7 +97,7 @@ def check_kernel_limits(info, name="model"):
     """Raises if TFLite Micro's kernels would abort on the quantization of `info`.
 
     Args:
-        info: A `mnas.estimate.ModelInfo`, from `mnas.estimate.parse_model`.
+        info: A `mnas.hardware.tflite_file.ModelInfo`, from `tflite_file.parse_model`.
         name: Label of the model in the error message. Defaults to `"model"`.
 
     Raises:
@@ -164,22 +144,6 @@ def _interpreter(data, arena_size=None):
     return runtime.Interpreter.from_bytes(data, arena_size=arena_size)
 
 
-def _capture_stderr(fn):
-    """Runs fn() and returns what it wrote to file descriptor 2."""
-    with _lock, tempfile.TemporaryFile() as f:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        try:
-            os.dup2(f.fileno(), 2)
-            fn()
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        f.seek(0)
-        return f.read().decode(errors="replace")
-
-
 def arena_usage(model, arena_size=None):
     """Measures the tensor arena TFLite Micro allocates for `model`.
 
@@ -193,7 +157,9 @@ def arena_usage(model, arena_size=None):
     """
     data = read_model(model)
     interpreter = _interpreter(data, arena_size or host_arena_size(data))
-    text = _capture_stderr(interpreter.print_allocations)
+    with console.native_stderr() as captured:
+        interpreter.print_allocations()
+    text = captured.text
     totals = {m.group(1): int(m.group(2)) for m in _LINE.finditer(text)}
     if set(totals) != {"total", "head", "tail"}:
         raise RuntimeError(f"TFLite Micro printed no arena figures; it printed: {text!r}")
@@ -295,14 +261,11 @@ def dequantize(y, details):
     return (np.asarray(y, dtype=np.float32) - zero) * scale
 
 
-# The child imports only this module and its light dependencies: a stand-in `mnas` package
-# keeps `mnas/__init__.py`, and TensorFlow with it, out of the child (seconds, and log lines).
+# The child imports only this module and its light dependencies (`mnas/__init__.py` is lazy:
+# no TensorFlow), so it starts in well under a second.
 _ISOLATED = """
-import json, statistics, sys, types
-package = types.ModuleType("mnas")
-package.__path__ = [sys.argv[2]]
-sys.modules["mnas"] = package
-from mnas import tflm
+import json, statistics, sys
+from mnas.hardware import tflm
 data = sys.stdin.buffer.read()
 usage = tflm.arena_usage(data)
 repeats = int(sys.argv[1])
@@ -346,9 +309,11 @@ def measure_isolated(model, repeats=20):
     import subprocess
 
     data = read_model(model)
-    package = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, "-c", _ISOLATED, str(int(repeats)), package],
-                            input=data, capture_output=True)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    result = subprocess.run([sys.executable, "-c", _ISOLATED, str(int(repeats))],
+                            input=data, capture_output=True, env=env)
     if result.returncode != 0:
         how = (f"was killed by signal {-result.returncode}" if result.returncode < 0
                else f"exited with code {result.returncode}")

@@ -1,0 +1,107 @@
+"""Derivation: the argmax is the answer, repaired only when the exact estimator says it misses."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+from conftest import converted
+
+import mnas
+from mnas import arch, derivation, errors, search_spaces
+from mnas.hardware import tflm
+
+
+def space():
+    return search_spaces.SearchSpace("toy", (16, 16, 1), 4, (3, 3), (1, 2), max_width=48,
+                                     steps=12, dropout=0.0)
+
+
+def measured_arena(spec, rng):
+    return tflm.arena_usage(converted(arch.build(spec), rng)).total_bytes
+
+
+def favour(model, picks, strength=2.0):
+    """Logits that make `picks` the argmax, the other options less likely in order of distance."""
+    for layer, pick in zip(mnas.searchable_layers(model), picks):
+        layer.alpha.assign(-strength * np.abs(np.arange(layer.num_options) - pick)
+                           .astype("float32"))
+
+
+@pytest.fixture
+def model():
+    keras.utils.set_random_seed(0)
+    model = space().build()
+    # Narrow stem, two blocks kept at mid widths.
+    favour(model, [2, 1, 5, 1, 6])
+    return model
+
+
+def test_a_loose_budget_keeps_the_argmax(model):
+    argmax = arch.derive(model)
+    found = derivation.derive_within(model, {"sram": 1e6, "flash": 1e6})
+    assert found.changes == 0
+    assert found.spec.widths() == argmax.widths()
+    assert found.picks == found.argmax == derivation.argmax_picks(model)
+
+
+def test_filling_the_budget_is_explicit_and_widens(model):
+    found = derivation.derive_within(model, {"sram": 1e6}, fill_budget=True)
+    assert found.changes > 0
+    argmax = arch.derive(model).widths()
+    assert all(w >= a for w, a in zip(found.spec.widths(), argmax))
+    assert sum(found.spec.widths()) > sum(argmax)
+
+
+def test_a_missed_target_is_repaired_and_fits_in_tflite_micro(model, rng):
+    argmax_arena = derivation.exact_costs(model)["sram"]
+    target = argmax_arena - 1  # One byte under: the differentiable cost cannot decide this.
+    found = derivation.derive_within(model, {"sram": target})
+    assert 0 < found.changes
+    assert found.costs["sram"] <= target
+    assert measured_arena(found.spec, rng) == found.costs["sram"]
+
+
+def test_repair_narrows_what_the_search_found_least_sure_of(model):
+    stem = mnas.searchable_layers(model)[0]
+    # The stem's narrower option is almost as likely as its argmax: it goes first.
+    logits = np.full(stem.num_options, -10.0, dtype="float32")
+    logits[2], logits[1] = 5.0, 4.9
+    stem.alpha.assign(logits)
+    target = derivation.exact_costs(model)["sram"] - 1
+    found = derivation.derive_within(model, {"sram": target})
+    assert found.picks[0] < found.argmax[0]
+
+
+def test_logits_are_left_as_they_were(model):
+    before = [layer.alpha.numpy().copy() for layer in mnas.searchable_layers(model)]
+    derivation.derive_within(model, {"sram": derivation.exact_costs(model)["sram"] - 1},
+                             fill_budget=True)
+    for layer, alpha in zip(mnas.searchable_layers(model), before):
+        np.testing.assert_array_equal(layer.alpha.numpy(), alpha)
+
+
+def test_reachability_uses_the_same_exact_figure_as_derivation(model):
+    smallest = derivation.smallest_costs(model)
+    found = derivation.derive_within(model, {"sram": smallest["sram"]})
+    assert found.costs["sram"] == smallest["sram"]
+    with pytest.raises(errors.BudgetUnreachableError,
+                       match=rf"below the smallest sram .* {smallest['sram']:,.0f} bytes"):
+        derivation.derive_within(model, {"sram": smallest["sram"] - 1})
+
+
+def test_a_latency_target_needs_a_device(model):
+    with pytest.raises(ValueError, match=r"Invalid value for `targets`"):
+        derivation.derive_within(model, {"latency": 10.0})
+    device = mnas.get_device("STM32F446RE")
+    found = derivation.derive_within(model, {"latency": 1000.0}, device=device)
+    assert found.costs["latency"] <= 1000.0
+
+
+def test_fixed_choices_checks_and_restores(model):
+    searchable = mnas.searchable_layers(model)
+    with pytest.raises(ValueError, match=r"Invalid value for `picks`"):
+        with derivation.fixed_choices(model, [0]):
+            pass
+    before = searchable[0].alpha.numpy().copy()
+    with derivation.fixed_choices(model, [0] * len(searchable)):
+        assert arch.derive(model).widths()[0] == searchable[0].choices[0]
+    np.testing.assert_array_equal(searchable[0].alpha.numpy(), before)
