@@ -146,7 +146,8 @@ def test_augmentation_is_fresh_every_epoch_and_fixed_by_seed_and_epoch(tree):
 
 def test_noise_mixing_adds_noise_power(tree):
     silent = kws.Augmentation(background_frequency=0.0, time_shift_ms=0.0)
-    loud = kws.Augmentation(background_frequency=1.0, background_volume=1.0, time_shift_ms=0.0)
+    loud = kws.Augmentation(background_frequency=1.0, background_volume=1.0, time_shift_ms=0.0,
+                            clean_share=0.0)
     unmasked = {"time_masks": 0, "frequency_masks": 0, "batch_size": 100, "seed": 0}
     plain = load(tree, "train", silence_share=0, unknown_share=0, augmentation=silent)
     (x_plain, y_plain), = kws.training_dataset(plain, **unmasked).as_numpy_iterator()

@@ -43,11 +43,14 @@ class Augmentation:
         background_frequency: share of clips mixed with background noise.
         background_volume: the noise gain is drawn uniformly from [0, background_volume].
         time_shift_ms: clips are shifted by up to this many ms either way, zero padded.
+        clean_share: share of clips left unshifted and without noise each epoch (SpecAugment
+            still applies), as when each clip is drawn from itself and two augmented copies.
     """
 
     background_frequency: float = 0.8
     background_volume: float = 0.1
     time_shift_ms: float = 100.0
+    clean_share: float = 1 / 3
 
 
 def _read_list(root, name):

@@ -74,7 +74,7 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, standardizatio
     """The per-example map `(mel dB, y, seed) -> (MFCC, y)` of the training pipeline.
 
     Args:
-        augmentation: a `kws.Augmentation` (shift, noise share and volume).
+        augmentation: a `kws.Augmentation` (clean share, shift, noise share and volume).
         settings: the `MfccSettings` of the features.
         noise: mel dB frames of the training share of the noise files (`noise_frames`).
         noise_bounds: each noise file's [first, end) rows of `noise`.
@@ -112,10 +112,11 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, standardizatio
         return x
 
     def apply(db, y, seed):
-        seeds = tf.random.experimental.stateless_split(seed, 5 + 2 * (time_masks + frequency_masks))
+        seeds = tf.random.experimental.stateless_split(seed, 6 + 2 * (time_masks + frequency_masks))
         power = tf.pow(10.0, db / 10.0)
+        augmented = uniform(seeds[5], 0.0, 1.0) >= augmentation.clean_share
         if shift:
-            offset = uniform(seeds[0], -shift, shift + 1, tf.int32)
+            offset = uniform(seeds[0], -shift, shift + 1, tf.int32) * tf.cast(augmented, tf.int32)
             padded = tf.pad(power, [[shift, shift], [0, 0]])
             power = padded[shift - offset: shift - offset + frames]
         if len(noise_bounds) and augmentation.background_frequency > 0:
@@ -124,13 +125,13 @@ def example_fn(augmentation, settings, noise, noise_bounds, fill, standardizatio
             low, high = bounds[pick, 0], bounds[pick, 1]
             start = tf.random.stateless_uniform([], seeds[2], low, high - frames + 1, tf.int64)
             gain = uniform(seeds[3], 0.0, augmentation.background_volume)
-            mixed = uniform(seeds[4], 0.0, 1.0) < augmentation.background_frequency
+            mixed = augmented & (uniform(seeds[4], 0.0, 1.0) < augmentation.background_frequency)
             crop = noise_power[start:start + frames]
             power = power + tf.cast(mixed, tf.float32) * gain**2 * crop
         db = 10.0 * tf.math.log(tf.maximum(power, amin)) / tf.math.log(10.0)
         x = tf_standardize(tf_mfcc_from_db(db, settings), standardization)
-        x = mask(x, seeds[5:], time_masks, time_mask_frames, 0, frames)
-        x = mask(x, seeds[5 + 2 * time_masks:], frequency_masks, frequency_mask_bins, 1, n_mfcc)
+        x = mask(x, seeds[6:], time_masks, time_mask_frames, 0, frames)
+        x = mask(x, seeds[6 + 2 * time_masks:], frequency_masks, frequency_mask_bins, 1, n_mfcc)
         return x, y
 
     return apply
