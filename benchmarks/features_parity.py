@@ -91,9 +91,9 @@ def main():
     split = datasets.load_split("kws", args.data_dir, "test")
     waves, labels, _ = kws._Source(kws.require_dir(args.data_dir, "keyword-spotting",
                                                    kws.LAYOUT, kws.REAL_SOURCE),
-                                   "test", settings, 0, 0.1, 0.1).waves()
+                                   "test", settings, 0, 0.1, 0.1, None).waves()
     python = features.mfcc(waves, settings)
-    assert np.array_equal(labels, split.y) and np.allclose(python, split.x), \
+    assert np.array_equal(labels, split.y) and np.allclose(python, split.x, atol=1e-3), \
         "the clips do not give the cached test split"
     with tempfile.TemporaryDirectory() as tmp:
         features_c.write_features_c(settings, tmp)

@@ -232,7 +232,7 @@ def run_search(run, space, targets):
     supernet = space.build()
     splits = run.load_data()
     # The job's own training helpers, so that trials train as the final training does.
-    validation = (splits["validation"].x, run._labels(splits["validation"]))  # noqa: SLF001
+    validation = run._validation(splits)  # noqa: SLF001
     steps = run._steps_per_epoch()  # noqa: SLF001
 
     def evaluate(picks, trial_id):

@@ -81,8 +81,16 @@ def _architecture_step(regularizer):
                 (tf.zeros_like(v) if g is None else g, v) for g, v in zip(grads, arch_vars))
             return tf.constant(True)
 
-        tf.cond(regularizer._enabled > 0, update_architecture,  # noqa: SLF001
-                lambda: tf.constant(False))
+        if tf.distribute.has_strategy():
+            # Under a distribution strategy the optimizer's cross-replica merge cannot sit in a
+            # `tf.cond`: the step is traced for the switch's current value instead, and traced
+            # again when it flips (`on_epoch_begin`).
+            regularizer._traced_per_switch = True  # noqa: SLF001
+            if regularizer._step_enabled:  # noqa: SLF001
+                update_architecture()
+        else:
+            tf.cond(regularizer._enabled > 0, update_architecture,  # noqa: SLF001
+                    lambda: tf.constant(False))
         return model.compute_metrics(x, y, y_pred, sample_weight)
 
     return train_step
@@ -229,6 +237,9 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self._latency_scale = tf.Variable(1.0, trainable=False, name="latency_scale")
         self._arch_iterator = None
         self._exact_cache = {}
+        # The switch as a distributed step was traced with (see `_architecture_step`).
+        self._step_enabled = False
+        self._traced_per_switch = False
 
     @property
     def own_optimizer(self):
@@ -276,6 +287,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
             self.model._mnas_penalty_hook = hook
             self.model.add_loss(hook)
         hook.regularizer = self
+        self._step_enabled = self._traced_per_switch = False
         if self.own_optimizer:
             self.arch_optimizer.build(self.arch_variables)
             self._arch_iterator = (iter(self.arch_data.repeat()) if self.arch_data is not None
@@ -342,6 +354,11 @@ class ResourceRegularizer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         warm = epoch < self.warmup_epochs
         self._enabled.assign(0.0 if warm else 1.0)
+        if self._step_enabled == warm:
+            self._step_enabled = not warm
+            if self._traced_per_switch:
+                self._traced_per_switch = False
+                self.model.train_function = self.model.make_train_function(force=True)
         for layer in self._searchable:
             layer.arch_gate.assign(0.0 if warm else 1.0)
         if self.temperature is not None:

@@ -29,8 +29,8 @@ import zipfile
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, errors, export
-from mnas import files
+from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, distribute
+from mnas import errors, export, files
 from mnas import plots, reproducible, rundir, runconfig, search_spaces
 from mnas import report as mreport
 from mnas.datasets import pipeline
@@ -39,6 +39,8 @@ from mnas.hardware import tflm
 from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, TASKS, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
+# Stages that train, and so run under the distribution strategy.
+_DISTRIBUTED = ("search", "train")
 # What a run writes into its output directory (`--restart` removes these).
 OUTPUTS = ("state.json", "flags.txt", "arch.json", "model.tflite", "model_data.cc",
            "model_data.h", "features.json", "features.c", "features.h", "verification.json",
@@ -112,6 +114,8 @@ class _Run:
             options = {"image_size": config.image_size, "grayscale": config.grayscale}
         elif config.task == "ad" and config.machine:
             options = {"machine": config.machine}
+        options.update({k: getattr(config, k) for k in ("cache_dir", "max_per_class")
+                        if getattr(config, k) is not None})
         started = time.time()
         _fill_feature_cache(config.task, config.data_dir, options)
         splits = self._standardized(
@@ -133,9 +137,9 @@ class _Run:
         """
         if self.config.task != "kws" or not self.config.standardize_features:
             return splits
-        x = splits["train"].x
-        mean = x.mean(axis=(0, 1), keepdims=True)[0]
-        std = x.std(axis=(0, 1), keepdims=True)[0] + 1e-6
+        # Over the cached features a chunk at a time: the training split may not fit in RAM.
+        mean, std = datasets.moments(splits["train"].x, axis=(0, 1))
+        std = std + 1e-6
         self.standardization = {"axis": "coefficient", "mean": mean.ravel().tolist(),
                                 "std": std.ravel().tolist()}
         return {name: datasets.standardize(split, mean, std) for name, split in splits.items()}
@@ -145,8 +149,12 @@ class _Run:
         config = self.config
         options = {"mixup": config.mixup} if config.task == "ad" else {}
         with pipeline.over_epochs(first, last):
-            return datasets.training_dataset(config.task, train, config.batch_size, config.seed,
-                                             augment=config.augment, **options)
+            batches = datasets.training_dataset(config.task, train, config.batch_size,
+                                                config.seed, augment=config.augment, **options)
+        return distribute.shard_by_data(batches)
+
+    def _validation(self, splits):
+        return np.asarray(splits["validation"].x), self._labels(splits["validation"])
 
     def _labels(self, split):
         """Labels in the form the loss takes: one-hot when mixup mixes them."""
@@ -200,7 +208,7 @@ class _Run:
         if initial < epochs:
             model.fit(self._training_batches(train, initial, epochs), epochs=epochs,
                       initial_epoch=initial, steps_per_epoch=self._steps_per_epoch(train),
-                      validation_data=(splits["validation"].x, self._labels(splits["validation"])),
+                      validation_data=self._validation(splits),
                       callbacks=fit_callbacks, verbose=self._fit_verbosity())
         else:  # All epochs were done: only the weights are needed.
             checkpoint.set_model(model)
@@ -312,14 +320,15 @@ class _Run:
             model = export.quantize_qat(
                 model, self._training_batches(splits["train"], initial, config.qat_epochs),
                 config.qat_epochs, steps_per_epoch=self._steps_per_epoch(),
-                validation_data=(splits["validation"].x, self._labels(splits["validation"])),
+                validation_data=self._validation(splits),
                 loss=self._loss(), metrics=["accuracy"], learning_rate=config.qat_learning_rate,
                 initial_epoch=initial, verbose=self._fit_verbosity(),
                 callbacks=[reproducible.EpochRandomness(config.seed, "qat"),
                            *self._epoch_callbacks("qat"),
                            keras.callbacks.TensorBoard(self.path("tensorboard", "qat"),
                                                        write_graph=False)])
-        tflite = export.convert_int8(model, splits["train"].x,
+        tflite = export.convert_int8(model, _calibration(splits["train"].x,
+                                                         config.calibration_samples),
                                      num_samples=config.calibration_samples)
         standardize = self.standardization
         if standardize is not None:
@@ -337,7 +346,8 @@ class _Run:
         _header("verify", f"int8 model in the TFLite Micro interpreter, {len(test)} test "
                           f"examples")
         data = tflm.read_model(self.path("model.tflite"))
-        verification = export.verify(data, test.x, test.y, float_model=self.float_model())
+        verification = export.verify(data, np.asarray(test.x), test.y,
+                                     float_model=self.float_model())
         usage = tflm.arena_usage(data)
         arena = arena32.describe(data, usage.total_bytes)  # The MCU is 32-bit: fit its arena.
         fit = export.check_fit(data, self.device, arena["target_arena_bytes"],
@@ -387,6 +397,14 @@ class _Run:
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
 
 
+def _calibration(x, samples):
+    """The training examples that calibrate the int8 ranges: the draw `export.convert_int8`
+    makes from the whole set, read from the (possibly memory-mapped) features alone."""
+    if len(x) <= samples:
+        return np.asarray(x)
+    return x[np.sort(np.random.default_rng(0).choice(len(x), samples, replace=False))]
+
+
 def _fill_feature_cache(task, data_dir, options):
     """Computes features missing from the feature cache in a child process.
 
@@ -398,10 +416,16 @@ def _fill_feature_cache(task, data_dir, options):
     """
     code = ("import sys, json\nfrom mnas import datasets\n"
             "task, data_dir, options = json.loads(sys.argv[1])\n"
-            "for name in datasets.SPLITS:\n"
-            "    datasets.load_split(task, data_dir, name, **options)\n")
+            "try:\n"
+            "    for name in datasets.SPLITS:\n"
+            "        datasets.load_split(task, data_dir, name, **options)\n"
+            "except Exception:\n"
+            "    sys.exit(1)\n")
+    # The child's progress lines reach standard error; its warnings are left to the run,
+    # which reads the skipped-file counts from the cache.
     subprocess.run([sys.executable, "-c", code, json.dumps([task, data_dir, options])],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                   check=False)
 
 
 def _save_model(model, path):
@@ -451,6 +475,13 @@ def run(config, flagfile=None, restart=False):
             holding another run, a damaged run file, or a full disk.
     """
     device = runconfig.check(config)
+    # First: a multi-worker strategy sets up the cluster before other TensorFlow work.
+    strategy = distribute.get_strategy(config.strategy)
+    if config.strategy == "multi_worker" and not distribute.is_chief():
+        # Other workers train in step with the chief and keep their files apart.
+        task_type, index, _ = distribute.worker()
+        config = dataclasses.replace(
+            config, out_dir=os.path.join(config.out_dir, f"{task_type}-{index}"))
     check_budget(config, device)
     out = config.out_dir
     rundir.check_not_locked(out)
@@ -470,7 +501,7 @@ def run(config, flagfile=None, restart=False):
             if flagfile is not None:
                 files.write_atomic(job.path("flags.txt"), flagfile)
             job.save_state()
-            _run_stages(job)
+            _run_stages(job, strategy)
     except Exception as e:
         if files.is_disk_full(e):
             where = getattr(e, "filename", None) or out
@@ -481,7 +512,7 @@ def run(config, flagfile=None, restart=False):
     return rundir.read_json(job.path("report.json"), "report")
 
 
-def _run_stages(job):
+def _run_stages(job, strategy):
     for stage in STAGES:
         if job.done(stage):
             _say(f"=== {stage}: done before, skipped ===")
@@ -491,5 +522,9 @@ def _run_stages(job):
         keras.backend.clear_session()
         keras.utils.set_random_seed(reproducible.stage_seed(job.config.seed, stage))
         started = time.time()
-        getattr(job, stage)()
+        if stage in _DISTRIBUTED:
+            with strategy.scope():
+                getattr(job, stage)()
+        else:
+            getattr(job, stage)()
         job.finish(stage, time.time() - started)

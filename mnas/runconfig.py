@@ -32,10 +32,11 @@ MIB = 2**20
 MAX_MEMORY_BYTES = 64 * MIB
 MAX_LATENCY_MS = 3_600_000.0
 # Settings that change no result: a run may resume with other values of these.
-COSMETIC = ("out_dir", "verbose")
+COSMETIC = ("out_dir", "verbose", "cache_dir")
 
 _AT_LEAST_ONE = ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
-                 "calibration_samples", "max_width", "num_blocks", "trial_epochs")
+                 "calibration_samples", "max_width", "num_blocks", "trial_epochs",
+                 "max_per_class")
 _NON_NEGATIVE = ("warmup_epochs", "qat_epochs", "mixup", "weight_decay", "search_trials")
 _POSITIVE = ("search_learning_rate", "learning_rate", "final_learning_rate",
              "qat_learning_rate", "temperature_start", "temperature_end", "arch_learning_rate",
@@ -94,6 +95,9 @@ class Config:
     calibration_samples: int = 200
     seed: int = 0
     verbose: int = 1
+    cache_dir: str | None = None
+    max_per_class: int | None = None
+    strategy: str = "default"
 
     def to_json(self):
         return dataclasses.asdict(self)

@@ -118,6 +118,14 @@ def define_flags():
     flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
     flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
 
+    flags.DEFINE_string("cache_dir", None, "Folder of the feature cache. Defaults to "
+                        "$MNAS_CACHE_DIR, else ~/.cache/mnas (never inside the dataset).")
+    flags.DEFINE_integer("max_per_class", None, "Keep at most this many examples of each "
+                         "class (AD: clips per machine ID), for a quick run on a subset.")
+    flags.DEFINE_enum("strategy", defaults.strategy, ("default", "mirrored", "multi_worker"),
+                      "tf.distribute strategy of search and training: one device, all local "
+                      "GPUs, or the workers that TF_CONFIG names (global batch split across "
+                      "replicas).")
     flags.DEFINE_bool("restart", False, "Discard the output directory's previous run (state, "
                       "checkpoints, outputs) and start over, instead of resuming it.")
 

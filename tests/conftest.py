@@ -10,6 +10,15 @@ import tf_keras as keras
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache(tmp_path_factory):
+    """Keeps the tests' feature caches (theirs and their commands') out of the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MNAS_CACHE_DIR", str(tmp_path_factory.mktemp("feature_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def seed():
     """Seeds Python, NumPy and TensorFlow for every test."""

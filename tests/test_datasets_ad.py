@@ -130,3 +130,21 @@ def test_training_dataset_plain_and_with_mixup(tree):
     assert ((y > 0.01) & (y < 0.99)).any()
     with pytest.raises(ValueError, match="Invalid value for `mixup`: expected alpha >= 0"):
         ad.training_dataset(train, 8, seed=0, mixup=-1)
+
+
+def test_evaluation_files_are_read_with_their_ground_truth(tree):
+    test = tree / "slider" / "test"
+    write_wav(test / "id_00_00000100.wav", hum(100, anomaly=True), RATE)
+    write_wav(test / "id_02_00000101.wav", hum(400), RATE)
+    with pytest.warns(UserWarning, match="Left out 2 evaluation files without an anomaly label"):
+        assert len(load(tree, "test")) == 8
+    (tree / "slider" / "eval_data_list.csv").write_text(
+        "slider\nid_00_00000100.wav,1\nid_02_00000101.wav,0\n")
+    labelled = load(tree, "test")
+    assert len(labelled) == 10 and labelled.anomaly.sum() == 5
+    assert any(f.endswith("id_00_00000100.wav") for f in labelled.files)
+
+
+def test_max_per_class_caps_each_id(tree):
+    assert len(load(tree, "train", validation_share=0, max_per_class=3)) == 6
+    assert len(load(tree, "test", max_per_class=1)) == 4

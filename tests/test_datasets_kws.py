@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mnas.datasets import features, kws
+from mnas.datasets import features, kws, pipeline
 from mnas.datasets.audio import write_wav
 from mnas.errors import DatasetError
 
@@ -49,7 +49,7 @@ def test_splits_follow_the_list_files(tree):
     test = load(tree, "test", silence_share=0.5, unknown_share=0.5)
     assert sorted(test.y.tolist()) == [0, 1, 2, 10, 10, 11, 11]
     assert all(SPEAKERS[5] in f for f in test.files if f.endswith(".wav"))
-    assert train.augmenter is not None and test.augmenter is None
+    assert len(train.files) == len(train) and "noise" in train.extras
 
 
 def test_default_shares_are_ten_percent(tree):
@@ -98,13 +98,13 @@ def test_other_sample_rates_are_resampled(tree):
 def test_cache_is_used_and_invalidated(tree):
     cache = tree.parent / "cache"
     first = load(tree, "test")
-    entries = set(cache.glob("kws-test-*.npz"))
+    entries = set(cache.glob("kws-test-*/meta.json"))
     assert len(entries) == 1
     load(tree, "test")
-    assert set(cache.glob("kws-test-*.npz")) == entries
+    assert set(cache.glob("kws-test-*/meta.json")) == entries
     narrower = load(tree, "test", n_mfcc=8)
     assert narrower.x.shape[1:] == (49, 8, 1)
-    assert len(set(cache.glob("kws-test-*.npz"))) == 2
+    assert len(set(cache.glob("kws-test-*/meta.json"))) == 2
     write_wav(tree / "yes" / f"{SPEAKERS[5]}_nohash_0.wav", tone(3000), RATE)
     changed = load(tree, "test")
     index = first.files.index(f"yes/{SPEAKERS[5]}_nohash_0.wav")
@@ -127,30 +127,99 @@ def test_unknown_split_is_an_error(tree):
         load(tree, "dev")
 
 
-def test_augmented_copies_shift_and_add_noise(tree):
+def test_augmentation_is_fresh_every_epoch_and_fixed_by_seed_and_epoch(tree):
     train = load(tree, "train", silence_share=0, unknown_share=0)
-    copies = train.augmenter(2, 7)
-    assert copies.shape == (2,) + train.x.shape
-    assert not np.allclose(copies[0], train.x) and not np.allclose(copies[0], copies[1])
-    np.testing.assert_array_equal(train.augmenter(2, 7), copies)
+    with pipeline.over_epochs(0, 3):
+        epochs = list(kws.training_dataset(train, batch_size=100, seed=7, time_masks=0,
+                                           frequency_masks=0).as_numpy_iterator())
+    assert len(epochs) == 3 and epochs[0][0].shape == (12, 49, 10, 1)
+    order = [np.argsort(y, kind="stable") for _, y in epochs]
+    x = [e[0][o] for e, o in zip(epochs, order)]
+    clean = np.asarray(train.x)[np.argsort(train.y, kind="stable")]
+    assert not np.allclose(x[0], clean, atol=1e-3) and not np.allclose(x[0], x[1], atol=1e-3)
+    # Epoch 2 alone, as a resumed run reads it, is the third epoch of the full run.
+    with pipeline.over_epochs(2, 3):
+        resumed = list(kws.training_dataset(train, batch_size=100, seed=7, time_masks=0,
+                                            frequency_masks=0).as_numpy_iterator())
+    np.testing.assert_array_equal(resumed[0][0], epochs[2][0])
+
+
+def test_noise_mixing_adds_noise_power(tree):
+    silent = kws.Augmentation(background_frequency=0.0, time_shift_ms=0.0)
+    loud = kws.Augmentation(background_frequency=1.0, background_volume=1.0, time_shift_ms=0.0,
+                            clean_share=0.0)
+    unmasked = {"time_masks": 0, "frequency_masks": 0, "batch_size": 100, "seed": 0}
+    plain = load(tree, "train", silence_share=0, unknown_share=0, augmentation=silent)
+    (x_plain, y_plain), = kws.training_dataset(plain, **unmasked).as_numpy_iterator()
+    order = np.argsort(y_plain, kind="stable")
+    clean = np.asarray(plain.x)[np.argsort(plain.y, kind="stable")]
+    np.testing.assert_allclose(x_plain[order], clean, atol=1e-3)
+    noisy = load(tree, "train", silence_share=0, unknown_share=0, augmentation=loud)
+    (x_noisy, y_noisy), = kws.training_dataset(noisy, **unmasked).as_numpy_iterator()
+    # White noise raises the energy (0th coefficient) of the quiet frames after each tone.
+    energy = x_noisy[np.argsort(y_noisy, kind="stable")][:, -5:, 0, 0]
+    assert np.all(energy > clean[:, -5:, 0, 0] + 1.0)
 
 
 def test_training_dataset_batches_with_specaugment(tree):
     train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
-    dataset = kws.training_dataset(train, batch_size=5, seed=3, copies=1)
+    dataset = kws.training_dataset(train, batch_size=5, seed=3)
     batches = list(dataset.as_numpy_iterator())
     assert [len(y) for _, y in batches] == [5] * 4 + [4]
     x = np.concatenate([b[0] for b in batches])
     assert x.shape == train.x.shape and x.dtype == np.float32
     assert sorted(np.concatenate([b[1] for b in batches])) == sorted(train.y)
     # Masks fill whole runs of frames with the training mean of each coefficient.
-    fill = train.x.mean(axis=(0, 1))[:, 0]
+    fill = np.asarray(train.x).mean(axis=(0, 1))[:, 0]
     masked_frames = np.all(np.isclose(x[..., 0], fill, atol=1e-4), axis=2)
     assert masked_frames.any()
-    again = list(kws.training_dataset(train, batch_size=5, seed=3, copies=1).as_numpy_iterator())
+    again = list(kws.training_dataset(train, batch_size=5, seed=3).as_numpy_iterator())
     np.testing.assert_array_equal(again[0][0], batches[0][0])
     second_epoch = list(dataset.as_numpy_iterator())
     assert not np.array_equal(second_epoch[0][0], batches[0][0])
+
+
+def test_streamed_and_in_memory_batches_are_the_same(tree):
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
+    options = {"batch_size": 4, "seed": 1, "augment": False}
+    with pipeline.over_epochs(0, 2):
+        streamed = np.concatenate([x for x, _ in kws.training_dataset(train, **options)
+                                   .as_numpy_iterator()])
+        in_memory = np.concatenate([x for x, _ in kws.training_dataset(
+            train, in_memory=True, **options).as_numpy_iterator()])
+    assert streamed.shape == in_memory.shape == (2 * len(train), 49, 10, 1)
+    np.testing.assert_allclose(np.sort(streamed, axis=0), np.sort(in_memory, axis=0), atol=1e-4)
+
+
+def test_skipped_files_are_counted_once_and_reported_on_every_load(tree):
+    (tree / "yes" / "zzzz0009_nohash_0.wav").write_bytes(b"not a wav file")
+    (tree / "_background_noise_" / "broken.wav").write_bytes(b"not a wav file")
+    for _ in range(2):  # computed, then read from the cache
+        with pytest.warns(UserWarning, match="Skipped 2 corrupt") as caught:
+            load(tree, "train")
+        assert len([w for w in caught if "Skipped" in str(w.message)]) == 1
+
+
+def test_test_archive_layout(tree, tmp_path):
+    archive = tmp_path / "speech_commands_test_set_v0.02"
+    for folder, frequency in (("yes", 200), ("no", 350), ("_unknown_", 900)):
+        write_wav(archive / folder / "aaaa0001_nohash_0.wav", tone(frequency), RATE)
+    write_wav(archive / "_silence_" / "silence_0.wav", np.zeros(RATE), RATE)
+    write_wav(archive / "_silence_" / "silence_1.wav", np.zeros(RATE), RATE)
+    assert kws.is_test_archive(archive) and not kws.is_test_archive(tree)
+    test = kws.load(archive, "test", cache_dir=tmp_path / "cache")
+    assert sorted(test.y.tolist()) == [0, 1, kws.SILENCE, kws.SILENCE, kws.UNKNOWN]
+    separate = load(tree, "test", test_dir=archive)
+    assert len(separate) == 5 and separate.files == test.files
+    with pytest.raises(DatasetError, match="test archive.*received 'train'"):
+        kws.load(archive, "train", cache_dir=tmp_path / "cache")
+
+
+def test_max_per_class_keeps_a_subset(tree):
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5, max_per_class=2)
+    assert np.bincount(train.y, minlength=12).tolist() == [2, 2, 2] + [0] * 7 + [2, 2]
+    with pytest.raises(ValueError, match="`max_per_class`: expected a positive integer"):
+        load(tree, "train", max_per_class=0)
 
 
 def test_training_dataset_needs_the_train_split_to_augment(tree):
@@ -158,3 +227,43 @@ def test_training_dataset_needs_the_train_split_to_augment(tree):
         kws.training_dataset(load(tree, "test"), batch_size=2, seed=0)
     plain = kws.training_dataset(load(tree, "test"), batch_size=2, seed=0, augment=False)
     assert next(iter(plain))[0].shape[1:] == (49, 10, 1)
+
+
+def test_pipeline_mfccs_are_those_of_the_features_module(tree):
+    import tensorflow as tf
+
+    from mnas.datasets import kws_augment
+
+    settings = features.MfccSettings()
+    db = np.random.default_rng(0).uniform(-130, 40, (3, 49, 40)).astype(np.float32)
+    np.testing.assert_allclose(kws_augment.tf_mfcc_from_db(tf.constant(db), settings).numpy(),
+                               features.mfcc_of_mel_db(db, settings)[..., None], atol=1e-3)
+
+
+def test_standardized_subset_streams_its_own_rows_standardized(tree):
+    from mnas.datasets import split as split_module
+
+    train = load(tree, "train", silence_share=0.5, unknown_share=0.5)
+    mean, std = split_module.moments(train.x)
+    part = split_module.standardize(split_module.subset(train, [0, 2, 3, 7]), mean, std)
+    expected = (np.asarray(train.x)[[0, 2, 3, 7]] - mean) / std
+    np.testing.assert_allclose(np.asarray(part.x), expected, atol=1e-5)
+    options = {"batch_size": 3, "seed": 1, "augment": False}
+    for in_memory in (False, True):
+        batches = list(kws.training_dataset(part, in_memory=in_memory, **options)
+                       .as_numpy_iterator())
+        x = np.concatenate([b[0] for b in batches])
+        y = np.concatenate([b[1] for b in batches])
+        order = np.lexsort(x.reshape(len(x), -1).T)
+        want = np.lexsort(expected.reshape(len(expected), -1).T)
+        np.testing.assert_allclose(x[order], expected[want], atol=1e-4)
+        np.testing.assert_array_equal(y[order], train.y[[0, 2, 3, 7]][want])
+    # Augmented, unmasked and without noise or shift: the same standardised features.
+    quiet = kws.Augmentation(background_frequency=0.0, time_shift_ms=0.0)
+    plain = split_module.standardize(split_module.subset(
+        load(tree, "train", silence_share=0.5, unknown_share=0.5, augmentation=quiet),
+        [0, 2, 3, 7]), mean, std)
+    (x, _), (x2, _) = kws.training_dataset(plain, batch_size=3, seed=1, time_masks=0,
+                                           frequency_masks=0).as_numpy_iterator()
+    x = np.concatenate([x, x2])
+    np.testing.assert_allclose(np.sort(x.ravel()), np.sort(expected.ravel()), atol=1e-4)

@@ -11,10 +11,11 @@ Example:
     >>> batches = datasets.training_dataset("kws", train, batch_size=100, seed=0)  # doctest: +SKIP
 """
 
-from mnas.datasets import ad, kws, vww
+from mnas.datasets import ad, kws, pipeline, vww
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
-from mnas.datasets.split import SPLITS, Split, standardize, subset
+from mnas.datasets.pipeline import over_epochs
+from mnas.datasets.split import SPLITS, Split, moments, standardize, subset
 from mnas.errors import UnknownNameError
 
 TASKS = ("kws", "ad", "vww")
@@ -29,6 +30,11 @@ def _module(task):
     return _MODULES[task]
 
 
+def steps_per_epoch(split, batch_size):
+    """Batches in one epoch of `split` (what `fit` needs for data made in `over_epochs`)."""
+    return pipeline.steps_per_epoch(len(split), batch_size)
+
+
 def load_split(task, data_dir, split, **options):
     """Reads one split of a task's dataset as model-ready features (cached on disk).
 
@@ -37,7 +43,8 @@ def load_split(task, data_dir, split, **options):
         data_dir: the dataset folder, real or embedded (e.g. "data/embedded/kws").
         split: "train", "validation" or "test".
         **options: the task reader's options (`kws.load`, `ad.load`, `vww.load`), e.g.
-            `cache_dir`, feature settings such as `image_size=50, grayscale=True`.
+            `cache_dir` (default `cache.default_cache_dir()`, outside the dataset),
+            `max_per_class`, feature settings such as `image_size=50, grayscale=True`.
 
     Returns:
         A `Split`.
@@ -52,8 +59,11 @@ def load_split(task, data_dir, split, **options):
 def training_dataset(task, split, batch_size, seed, augment=True, **options):
     """A `tf.data.Dataset` of shuffled, augmented (x, y) training batches.
 
-    KWS: background noise and time shift (from cached augmented copies) and SpecAugment; AD:
-    optional mixup (`mixup=0.3`, labels become one-hot); VWW: flips and crops.
+    Streamed from the split's sharded feature cache (or from RAM with `in_memory=True`),
+    augmented afresh every epoch. KWS: time shift, background noise and SpecAugment; AD:
+    optional mixup (`mixup=0.3`, labels become one-hot); VWW: flips and crops. Inside
+    `pipeline.over_epochs(e, E)` the dataset holds epochs e .. E-1, each a function of (seed,
+    epoch) only, so a resumed run reads the same batches (pass `steps_per_epoch` to `fit`).
 
     Args:
         task: "kws", "ad" or "vww".
@@ -61,11 +71,13 @@ def training_dataset(task, split, batch_size, seed, augment=True, **options):
         batch_size: examples per batch.
         seed: seed of shuffling and augmentation.
         augment: False for plain shuffled batches.
-        **options: the task's augmentation options (see `kws.training_dataset`,
-            `ad.training_dataset`, `vww.training_dataset`).
+        **options: `in_memory` (read the cache into RAM first), and the task's augmentation
+            options (see `kws.training_dataset`, `ad.training_dataset`,
+            `vww.training_dataset`).
 
     Returns:
-        A `tf.data.Dataset` that covers the split once per iteration.
+        A `tf.data.Dataset` that covers the split once per iteration, or once per epoch of
+        the enclosing `over_epochs` block.
     """
     module = _module(task)
     if split.task != task:
@@ -83,8 +95,11 @@ __all__ = [
     "anomaly_auc",
     "generate_embedded",
     "load_split",
+    "moments",
+    "over_epochs",
     "roc_auc",
     "standardize",
+    "steps_per_epoch",
     "subset",
     "training_dataset",
 ]

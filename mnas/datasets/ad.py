@@ -1,22 +1,30 @@
 """Anomaly detection: DCASE2020 task 2 (MIMII / ToyADMOS) machine sounds, machine-ID labels."""
 
+import csv
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 
-from mnas.datasets import cache, pipeline
-from mnas.datasets.audio import SkipLog, read_audio
+from mnas.datasets import cache, stream
+from mnas.datasets.audio import read_audio
 from mnas.datasets.features import LogMelSettings, log_mel_windows
-from mnas.datasets.split import Split, as_arrays, carve, check_split, require_dir
+from mnas.datasets.split import Split, carve, check_max_per_class, check_split, require_dir
 from mnas.errors import DatasetError
 
 LAYOUT = (
     "DCASE2020 task 2: DIR/<machine>/train/normal_id_XX_*.wav and "
-    "DIR/<machine>/test/{normal,anomaly}_id_XX_*.wav (or DIR itself holding train/ and test/)"
+    "DIR/<machine>/test/{normal,anomaly}_id_XX_*.wav (or DIR itself holding train/ and test/); "
+    "the evaluation set's DIR/<machine>/test/id_XX_*.wav with its ground-truth CSV "
+    "(rows `<file name>,<0 normal|1 anomaly>`) in DIR/<machine>/ or DIR/"
 )
 REAL_SOURCE = "https://zenodo.org/record/3678171 (DCASE2020 task 2 development dataset)"
 FILE_PATTERN = re.compile(r"^(normal|anomaly)_(id_\d+)_.*\.wav$")
+# The evaluation set's test files carry no label in their names.
+EVAL_PATTERN = re.compile(r"^(id_\d+)_.*\.wav$")
+# Clips read and turned into windows at a time while the cache is written.
+CHUNK = 256
 
 
 def _machine_dir(root, machine):
@@ -41,17 +49,50 @@ def _machine_dir(root, machine):
     )
 
 
-def _clips(folder):
-    """(path, machine id, anomaly) of the wav files of a folder that follow the naming."""
-    clips = []
+def _eval_labels(folders):
+    """{file name: anomaly} from ground-truth CSV files (`<name>,<0|1>` rows) in `folders`."""
+    labels = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.csv")):
+            with open(path, newline="") as f:
+                for row in csv.reader(f):
+                    if len(row) >= 2 and EVAL_PATTERN.match(row[0].strip()) and (
+                            row[1].strip() in ("0", "1")):
+                        labels[row[0].strip()] = row[1].strip() == "1"
+    return labels
+
+
+def _clips(folder, label_folders=()):
+    """(path, machine id, anomaly) of the wav files of a folder that follow the naming.
+
+    Evaluation files (`id_XX_*.wav`) take their label from the ground-truth CSV files of
+    `label_folders`; those without one are left out with a warning.
+    """
+    clips, unlabelled = [], []
+    labels = None
     for path in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
         match = FILE_PATTERN.match(path.name)
         if match:
             clips.append((path, match.group(2), match.group(1) == "anomaly"))
+            continue
+        match = EVAL_PATTERN.match(path.name)
+        if match:
+            labels = _eval_labels(label_folders) if labels is None else labels
+            if path.name in labels:
+                clips.append((path, match.group(1), labels[path.name]))
+            else:
+                unlabelled.append(path)
+    if unlabelled:
+        warnings.warn(
+            f"Left out {len(unlabelled)} evaluation files without an anomaly label under "
+            f"{folder} (first: {unlabelled[0].name}): expected a ground-truth CSV with rows "
+            f"`<file name>,<0|1>` in {' or '.join(str(f) for f in label_folders)}.",
+            stacklevel=3)
     return clips
 
 
-def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, **feature_options):
+def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, max_per_class=None,
+         **feature_options):
     """Reads one split of a DCASE2020 task 2 machine type as 32x32x1 log-mel windows.
 
     Labels are machine IDs (self-supervised ID classification, as MicroNets trains it). The
@@ -61,9 +102,11 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, **
     Args:
         data_dir: the dataset folder (layout in `LAYOUT`).
         split: "train", "validation" (normal clips carved from train/) or "test".
-        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir`.
+        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir()`.
         machine: the machine-type folder, when `data_dir` holds several.
         validation_share: share of train/ clips used for validation. Defaults to 0.1.
+        max_per_class: keep at most this many clips of each machine ID (and, in the test
+            split, of each ID and condition), for a quick run on a subset. Defaults to all.
         **feature_options: fields of `LogMelSettings` (e.g. `window_hop=32`).
 
     Returns:
@@ -71,6 +114,7 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, **
         log-mel power in dB (not standardised).
     """
     check_split(split)
+    check_max_per_class(max_per_class)
     root = require_dir(data_dir, "anomaly-detection", LAYOUT, REAL_SOURCE)
     folder = _machine_dir(root, machine)
     settings = LogMelSettings(**feature_options)
@@ -83,36 +127,45 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, **
             f"normal_id_XX_*.wav in train/ ({LAYOUT}); received none."
         )
     if split == "test":
-        clips = [c for c in _clips(folder / "test") if c[1] in labels]
+        clips = [c for c in _clips(folder / "test", (folder, root)) if c[1] in labels]
     else:
         clips = [c for c in train_clips if carve(c[0].name, validation_share) == split]
+    if max_per_class is not None:
+        groups = sorted({(c[1], c[2]) for c in clips})
+        clips = sorted((c for g in groups for c in [c for c in clips if (c[1], c[2]) == g]
+                        [:max_per_class]), key=lambda c: c[0].name)
     described = {"split": split, "validation_share": validation_share, "labels": labels,
                  "log_mel": dataclasses.asdict(settings)}
     key = cache.cache_key("ad", described, [c[0] for c in clips])
 
-    def compute():
-        skips = SkipLog("audio files")
-        features, ids, clip_index, anomaly = [], [], [], []
-        for index, (path, machine_id, is_anomaly) in enumerate(clips):
-            wave = read_audio(path, settings.sample_rate, settings.min_seconds, skips)
-            windows = [] if wave is None else log_mel_windows(wave, settings)
-            features.extend(windows)
-            ids += [labels.index(machine_id)] * len(windows)
-            clip_index += [index] * len(windows)
-            anomaly += [is_anomaly] * len(windows)
-        skips.warn(folder)
-        x, y = as_arrays(features, ids, (settings.size, settings.size, 1))
-        return {"x": x, "y": y, "clip": np.asarray(clip_index, np.int32),
-                "anomaly": np.asarray(anomaly, bool)}
+    def chunks(skips):
+        for start in range(0, max(1, len(clips)), CHUNK):
+            features, ids, clip_index, anomaly = [], [], [], []
+            for index, (path, machine_id, is_anomaly) in enumerate(
+                    clips[start:start + CHUNK], start):
+                wave = read_audio(path, settings.sample_rate, settings.min_seconds, skips)
+                windows = [] if wave is None else log_mel_windows(wave, settings)
+                features.extend(windows)
+                ids += [labels.index(machine_id)] * len(windows)
+                clip_index += [index] * len(windows)
+                anomaly += [is_anomaly] * len(windows)
+            shape = (len(features), settings.size, settings.size, 1)
+            yield (min(CHUNK, len(clips) - start),
+                   {"x": np.asarray(features, np.float32).reshape(shape),
+                    "y": np.asarray(ids, np.int32), "clip": np.asarray(clip_index, np.int32),
+                    "anomaly": np.asarray(anomaly, bool)})
 
-    arrays = cache.cached(cache_dir or cache.default_cache_dir(root), f"ad-{split}", key, compute)
+    entry = cache.sharded(cache_dir or cache.default_cache_dir(), f"ad-{split}", key, chunks,
+                          len(clips))
+    entry.warn_skipped("corrupt, empty or too short audio files", folder)
     return Split(
-        task="ad", name=split, x=arrays["x"], y=arrays["y"], labels=labels,
-        clip=arrays["clip"], anomaly=arrays["anomaly"], files=tuple(str(c[0]) for c in clips),
-    )
+        task="ad", name=split, x=entry.array("x"), y=np.asarray(entry.array("y")),
+        labels=labels, clip=np.asarray(entry.array("clip")),
+        anomaly=np.asarray(entry.array("anomaly")), files=tuple(str(c[0]) for c in clips),
+        entry=entry)
 
 
-def training_dataset(split, batch_size, seed, augment=True, mixup=0.0):
+def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, in_memory=False):
     """Training batches of anomaly-detection windows, with optional mixup.
 
     Args:
@@ -123,6 +176,8 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0):
         mixup: alpha of the Beta distribution of mixup weights (MicroNets uses 0.3); 0 turns
             mixup off. With mixup the labels are one-hot float vectors (use categorical
             cross-entropy), otherwise integer IDs. Defaults to 0.
+        in_memory: read the cached windows into RAM instead of streaming them. Defaults to
+            False.
 
     Returns:
         A `tf.data.Dataset` of (x, y) batches.
@@ -132,7 +187,7 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0):
     if mixup < 0:
         raise ValueError(f"Invalid value for `mixup`: expected alpha >= 0, received {mixup}.")
     if not augment or mixup == 0:
-        return pipeline.batches(split.x, split.y, batch_size, seed)
+        return stream.split_batches(split, batch_size, seed, in_memory)
     classes = len(split.labels)
 
     def batch_fn(x, y, seed_pair):
@@ -149,7 +204,7 @@ def training_dataset(split, batch_size, seed, augment=True, mixup=0.0):
         return (wx * x + (1 - wx) * tf.gather(x, order),
                 wy * one_hot + (1 - wy) * tf.gather(one_hot, order))
 
-    return pipeline.batches(split.x, split.y, batch_size, seed, batch_fn=batch_fn)
+    return stream.split_batches(split, batch_size, seed, in_memory, batch_fn=batch_fn)
 
 
 def roc_auc(scores, positive):

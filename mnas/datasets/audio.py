@@ -1,36 +1,9 @@
 """Reading and writing audio files, tolerant of the bad files real datasets hold."""
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile
-
-
-class SkipLog:
-    """Counts the input files a reader skipped, to report them in one warning.
-
-    Args:
-        what: what the files are, for the warning (e.g. "audio files").
-    """
-
-    def __init__(self, what):
-        self.what = what
-        self.skipped = []
-
-    def skip(self, path, reason):
-        self.skipped.append((str(path), reason))
-
-    def warn(self, where):
-        """Issues one warning naming how many files were skipped, if any."""
-        if not self.skipped:
-            return
-        path, reason = self.skipped[0]
-        warnings.warn(
-            f"Skipped {len(self.skipped)} corrupt, empty or too short {self.what} under "
-            f"{where} (first: {path}: {reason}).",
-            stacklevel=3,
-        )
 
 
 def read_audio(path, sample_rate, min_seconds, skips):
@@ -43,7 +16,7 @@ def read_audio(path, sample_rate, min_seconds, skips):
         path: the audio file (any format libsndfile reads: wav, flac, ogg).
         sample_rate: the sample rate to return, in Hz.
         min_seconds: files shorter than this are skipped.
-        skips: the `SkipLog` that records skipped files.
+        skips: records skipped files: `skips.skip(path, reason)` (a `cache.SkipLog`).
 
     Returns:
         A float32 numpy array in [-1, 1], or None.

@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+# How far below the MFCC floor the cached mel spectra in dB keep their values.
+MEL_DB_MARGIN = 40.0
 
 class _Framing:
     """Frame and hop lengths in samples, for settings with `sample_rate`, `frame_ms`, `hop_ms`."""
@@ -99,6 +101,39 @@ def dct_matrix(settings):
     return out
 
 
+def mel_power_frames(frames, settings=MfccSettings()):
+    """Mel power of frames of `settings.frame_samples` samples, each on its own.
+
+    Args:
+        frames: float array (..., frame_samples).
+        settings: an `MfccSettings`.
+
+    Returns:
+        float64 array (..., n_mels): the Slaney mel filterbank over the power spectrum of each
+        Hann-windowed frame, zero-padded to `n_fft`.
+    """
+    settings.validate()
+    spectrum = np.fft.rfft(np.asarray(frames, np.float64) * window(settings), n=settings.n_fft)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    return power @ mel_filterbank(settings).T
+
+
+def mfcc_of_mel_db(db, settings=MfccSettings()):
+    """MFCCs of mel power in dB: the fixed floor `settings.floor_db`, then the DCT-II.
+
+    `db` may hold values below the floor (the cached mel spectra keep them, so that noise can
+    be mixed in before the floor is taken).
+
+    Args:
+        db: float array (..., n_mels) of `10 log10(mel power)`.
+        settings: an `MfccSettings`.
+
+    Returns:
+        float64 array (..., n_mfcc).
+    """
+    return np.maximum(np.asarray(db, np.float64), settings.floor_db) @ dct_matrix(settings).T
+
+
 def mfcc_frames(frames, settings=MfccSettings()):
     """MFCCs of frames of `settings.frame_samples` samples, each on its own.
 
@@ -109,12 +144,43 @@ def mfcc_frames(frames, settings=MfccSettings()):
     Returns:
         float64 array (..., n_mfcc).
     """
-    settings.validate()
-    spectrum = np.fft.rfft(np.asarray(frames, np.float64) * window(settings), n=settings.n_fft)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    mel = power @ mel_filterbank(settings).T
-    db = 10.0 * np.log10(np.maximum(mel, 10.0 ** (settings.floor_db / 10.0)))
-    return db @ dct_matrix(settings).T
+    return mfcc_of_mel_db(_mel_db(frames, settings), settings)
+
+
+def power_db(power, settings=MfccSettings()):
+    """`10 log10(power)`, floored `MEL_DB_MARGIN` dB below `settings.floor_db` (so the floor
+    of `mfcc_of_mel_db` still decides, even after noise is added as power)."""
+    amin = 10.0 ** ((settings.floor_db - MEL_DB_MARGIN) / 10.0)
+    return 10.0 * np.log10(np.maximum(power, amin))
+
+
+def mel_db(waves, settings=MfccSettings(), chunk=256):
+    """Mel power in dB of every frame of signals (no padding at the ends).
+
+    Args:
+        waves: float array (n, samples), at least `settings.frame_samples` samples.
+        settings: an `MfccSettings`.
+        chunk: signals per step, which bounds the memory in use. Defaults to 256.
+
+    Returns:
+        float32 array (n, frames, n_mels) (`power_db` of `mel_power_frames`).
+    """
+    waves = np.asarray(waves, dtype=np.float32)
+    frames = 1 + (waves.shape[-1] - settings.frame_samples) // settings.hop_samples
+    if frames < 1:
+        raise ValueError(
+            f"Invalid value for `waves`: expected signals of at least {settings.frame_samples} "
+            f"samples, received shape {waves.shape}.")
+    starts = np.arange(frames) * settings.hop_samples
+    index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
+    return np.concatenate(
+        [_mel_db(waves[i:i + chunk][:, index], settings).astype(np.float32)
+         for i in range(0, len(waves), chunk)]
+        or [np.zeros((0, frames, settings.n_mels), np.float32)])
+
+
+def _mel_db(framed, settings):
+    return power_db(mel_power_frames(framed, settings), settings)
 
 
 def mfcc(waves, settings=MfccSettings(), chunk=256):
@@ -145,7 +211,7 @@ def mfcc(waves, settings=MfccSettings(), chunk=256):
     frames = settings.shape[0]
     starts = np.arange(frames) * settings.hop_samples
     index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
-    parts = [mfcc_frames(batch[i:i + chunk][:, index], settings)[..., None]
+    parts = [mfcc_of_mel_db(_mel_db(batch[i:i + chunk][:, index], settings), settings)[..., None]
              for i in range(0, len(batch), chunk)]
     out = np.concatenate(parts) if parts else np.zeros((0,) + settings.shape)
     return out[0].astype(np.float32) if single else out.astype(np.float32)

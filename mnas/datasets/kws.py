@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnas.datasets import cache, pipeline
-from mnas.datasets.audio import SkipLog, fit_length, read_audio
-from mnas.datasets.features import MfccSettings, mfcc
-from mnas.datasets.split import SPLITS, Split, as_arrays, check_split, require_dir
+from mnas.datasets import cache, kws_augment, stream
+from mnas.datasets.audio import fit_length, read_audio
+from mnas.datasets.features import MfccSettings
+from mnas.datasets.split import (SPLITS, Split, check_max_per_class, check_split, require_dir,
+                                 stored)
 from mnas.errors import DatasetError
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -17,15 +18,21 @@ LABELS = WORDS + ("silence", "unknown")
 SILENCE = LABELS.index("silence")
 UNKNOWN = LABELS.index("unknown")
 NOISE_DIR = "_background_noise_"
+# The separately released test archive holds these instead of list files and noise.
+TEST_ARCHIVE_FOLDERS = {"_silence_": "silence", "_unknown_": "unknown"}
 LAYOUT = (
     "Speech Commands v2: DIR/<word>/<speaker>_nohash_<n>.wav (one folder per word), "
-    "DIR/_background_noise_/*.wav, DIR/validation_list.txt and DIR/testing_list.txt"
+    "DIR/_background_noise_/*.wav, DIR/validation_list.txt and DIR/testing_list.txt; or, for "
+    "the test split, the separate test archive: DIR/<word>/, DIR/_silence_/, DIR/_unknown_/"
 )
+TEST_SOURCE = "http://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz"
 REAL_SOURCE = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 # Silence clips of each split are cut from its own share of every noise file, so validation
 # and test silence is never heard in training.
 NOISE_SEGMENTS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
 MIN_SECONDS = 0.1
+# Clips read and turned into features at a time while the cache is written.
+CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +43,14 @@ class Augmentation:
         background_frequency: share of clips mixed with background noise.
         background_volume: the noise gain is drawn uniformly from [0, background_volume].
         time_shift_ms: clips are shifted by up to this many ms either way, zero padded.
+        clean_share: share of clips left unshifted and without noise each epoch (SpecAugment
+            still applies), as when each clip is drawn from itself and two augmented copies.
     """
 
     background_frequency: float = 0.8
     background_volume: float = 0.1
     time_shift_ms: float = 100.0
+    clean_share: float = 1 / 3
 
 
 def _read_list(root, name):
@@ -54,8 +64,26 @@ def _read_list(root, name):
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
+def is_test_archive(root):
+    """True for Speech Commands' separate test archive (`_silence_/`, `_unknown_/`, no lists)."""
+    root = Path(root)
+    return (any((root / name).is_dir() for name in TEST_ARCHIVE_FOLDERS)
+            and not (root / "testing_list.txt").exists())
+
+
 def _split_files(root, split):
-    """The (relative path, word) pairs of a split, by the Speech Commands list files."""
+    """The (relative path, word) pairs of a split, by the list files or the test archive."""
+    if is_test_archive(root):
+        if split != "test":
+            raise DatasetError(
+                f"Invalid value for `split`: {str(root)!r} is Speech Commands' test archive "
+                f"({TEST_SOURCE}), which holds the test split only; received {split!r}. Give "
+                f"the training archive for the other splits.")
+        return [(f"{folder.name}/{path.name}", TEST_ARCHIVE_FOLDERS.get(folder.name, folder.name))
+                for folder in sorted(p for p in root.iterdir() if p.is_dir())
+                if not folder.name.startswith(".")
+                and (folder.name in TEST_ARCHIVE_FOLDERS or not folder.name.startswith("_"))
+                for path in sorted(folder.glob("*.wav"))]
     listed = {"validation": _read_list(root, "validation_list.txt")}
     listed["test"] = _read_list(root, "testing_list.txt")
     files = []
@@ -70,202 +98,214 @@ def _split_files(root, split):
     return files
 
 
-def _noise(root, sample_rate, skips):
+def _noise_paths(root):
     folder = root / NOISE_DIR
-    paths = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-    waves = [read_audio(p, sample_rate, MIN_SECONDS, skips) for p in paths]
-    return [(str(p), w) for p, w in zip(paths, waves) if w is not None]
+    return sorted(folder.glob("*.wav")) if folder.is_dir() else []
 
 
 def _noise_crop(noise, split, length, rng):
     """A random `length`-sample crop of a random noise file, from the split's share of it."""
-    _, wave = noise[rng.integers(len(noise))]
+    wave = _share(noise[rng.integers(len(noise))], split)
+    if wave.size <= length:
+        return np.resize(wave, length) if wave.size else np.zeros(length, np.float32)
+    start = rng.integers(wave.size - length + 1)
+    return wave[start : start + length]
+
+
+def _share(wave, split):
     low, high = NOISE_SEGMENTS[split]
-    segment = wave[int(low * wave.size) : int(high * wave.size)]
-    if segment.size <= length:
-        return np.resize(segment, length) if segment.size else np.zeros(length, np.float32)
-    start = rng.integers(segment.size - length + 1)
-    return segment[start : start + length]
+    return wave[int(low * wave.size) : int(high * wave.size)]
+
+
+def _capped(pairs, limit):
+    return pairs if limit is None else pairs[:limit]
 
 
 class _Source:
-    """The files of one split and how to turn them into waveforms."""
+    """The files of one split and how to turn them into mel spectra, a chunk at a time."""
 
-    def __init__(self, root, split, settings, seed, silence_share, unknown_share):
+    def __init__(self, root, split, settings, seed, silence_share, unknown_share,
+                 max_per_class):
         self.root, self.split, self.settings, self.seed = root, split, settings, seed
-        self.skips = SkipLog("audio files")
         files = _split_files(root, split)
-        known = [(f, LABELS.index(w)) for f, w in files if w in WORDS]
+        known = [pair for index, word in enumerate(LABELS[:SILENCE])
+                 for pair in _capped([(f, index) for f, w in files if w == word], max_per_class)]
+        if is_test_archive(root):
+            # The archive brings its own silence and unknown clips.
+            self.examples = known + [
+                pair for label in (SILENCE, UNKNOWN) for pair in _capped(
+                    [(f, label) for f, w in files if w == LABELS[label]], max_per_class)]
+            self.n_silence, self.noise_paths = 0, []
+            return
         unknown = [(f, UNKNOWN) for f, w in files if w not in WORDS]
         rng = np.random.default_rng([seed, SPLITS.index(split)])
         n_unknown = min(len(unknown), math.ceil(unknown_share * len(known)))
+        if max_per_class is not None:
+            n_unknown = min(n_unknown, max_per_class)
         picked = sorted(rng.choice(len(unknown), n_unknown, replace=False)) if unknown else []
         self.examples = known + [unknown[i] for i in picked]
         self.n_silence = math.ceil(silence_share * len(known))
-        self.noise = _noise(root, settings.sample_rate, self.skips)
+        if max_per_class is not None:
+            self.n_silence = min(self.n_silence, max_per_class)
+        self.noise_paths = _noise_paths(root)
 
     def sources(self):
-        return [self.root / f for f, _ in self.examples] + [Path(p) for p, _ in self.noise]
+        return [self.root / f for f, _ in self.examples] + self.noise_paths
+
+    def noise(self, skips):
+        waves = [read_audio(p, self.settings.sample_rate, MIN_SECONDS, skips)
+                 for p in self.noise_paths]
+        return [w for w in waves if w is not None]
+
+    def wave_chunks(self, skips):
+        """(clips done, waves (n, samples), labels, index in `examples` or -1), the readable
+        clips a chunk at a time, then the silence clips."""
+        length, rate = self.settings.clip_samples, self.settings.sample_rate
+        for start in range(0, len(self.examples), CHUNK):
+            waves, labels, index = [], [], []
+            for i, (relative, label) in enumerate(self.examples[start:start + CHUNK], start):
+                wave = read_audio(self.root / relative, rate, MIN_SECONDS, skips)
+                if wave is not None:
+                    waves.append(fit_length(wave, length))
+                    labels.append(label)
+                    index.append(i)
+            yield (min(CHUNK, len(self.examples) - start),
+                   np.asarray(waves, np.float32).reshape(-1, length), labels, index)
+        noise = self.noise(skips) if self.n_silence else []
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), 1])
+        waves = [(_noise_crop(noise, self.split, length, rng) * rng.uniform()) if noise
+                 else np.zeros(length, np.float32) for _ in range(self.n_silence)]
+        yield (self.n_silence, np.asarray(waves, np.float32).reshape(-1, length),
+               [SILENCE] * len(waves), [-1] * len(waves))
 
     def waves(self):
-        """(waves (N, samples), labels, files): readable clips, then the silence clips."""
-        length = self.settings.clip_samples
-        waves, labels, files = [], [], []
-        for relative, label in self.examples:
-            wave = read_audio(self.root / relative, self.settings.sample_rate, MIN_SECONDS,
-                              self.skips)
-            if wave is not None:
-                waves.append(fit_length(wave, length))
-                labels.append(label)
-                files.append(relative)
-        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), 1])
-        for _ in range(self.n_silence):
-            if self.noise:
-                waves.append(_noise_crop(self.noise, self.split, length, rng) * rng.uniform())
-                files.append(NOISE_DIR)
-            else:
-                waves.append(np.zeros(length, np.float32))
-                files.append("")
-            labels.append(SILENCE)
-        self.skips.warn(self.root)
-        return np.stack(waves) if waves else np.zeros((0, length), np.float32), labels, files
+        """(waves (N, samples), labels, index in `examples` or -1) of the whole split, as the
+        cache holds their features (benchmarks compare features computed elsewhere)."""
+        parts = list(self.wave_chunks(cache.SkipLog()))
+        return (np.concatenate([p[1] for p in parts]), [v for p in parts for v in p[2]],
+                [v for p in parts for v in p[3]])
 
-    def augmented(self, waves, augmentation, copies, seed):
-        """`copies` augmented versions of `waves`, as float32 (copies, N, samples)."""
-        if not self.noise and augmentation.background_frequency > 0:
-            raise DatasetError(
-                f"Invalid keyword-spotting dataset at {str(self.root)!r}: background-noise "
-                f"augmentation needs wav files in {NOISE_DIR}/; received none. Set "
-                f"`background_frequency=0` or add the noise files ({LAYOUT})."
-            )
-        shift = int(augmentation.time_shift_ms * self.settings.sample_rate / 1000)
-        out = np.zeros((copies,) + waves.shape, np.float32)
-        for copy in range(copies):
-            rng = np.random.default_rng([seed, copy])
-            for i, wave in enumerate(waves):
-                offset = int(rng.integers(-shift, shift + 1))
-                shifted = np.zeros_like(wave)
-                if offset >= 0:
-                    shifted[offset:] = wave[: wave.size - offset]
-                else:
-                    shifted[:offset] = wave[-offset:]
-                if rng.uniform() < augmentation.background_frequency:
-                    noise = _noise_crop(self.noise, "train", wave.size, rng)
-                    shifted = shifted + noise * rng.uniform(0, augmentation.background_volume)
-                out[copy, i] = np.clip(shifted, -1.0, 1.0)
-        return out
+    def chunks(self, skips):
+        """(clips done, {"x": mel dB, "y": labels, "file": index in `examples` or -1})."""
+        for done, waves, labels, index in self.wave_chunks(skips):
+            yield done, {"x": kws_augment.mel_db(waves, self.settings),
+                         "y": np.asarray(labels, np.int32), "file": np.asarray(index, np.int32)}
+
+    def noise_chunks(self, skips):
+        """The training share of every noise file, as mel dB frames (for augmentation)."""
+        shares = [_share(w, "train") for w in self.noise(skips)]
+        frames, bounds = kws_augment.noise_frames(shares, self.settings)
+        file = np.zeros(len(frames), np.int32)
+        for i, (low, high) in enumerate(bounds):
+            file[low:high] = i
+        yield len(self.noise_paths), {"x": frames, "y": file}
 
 
 def load(data_dir, split, cache_dir=None, seed=0, silence_share=0.1, unknown_share=0.1,
-         augmentation=Augmentation(), **feature_options):
+         augmentation=Augmentation(), max_per_class=None, test_dir=None, **feature_options):
     """Reads one split of a Speech Commands v2 folder as 49x10x1 MFCCs and 12 labels.
+
+    Features are computed once into a sharded cache (mel spectra, from which MFCCs follow);
+    `x` reads them by memory map.
 
     Args:
         data_dir: the dataset folder (layout in `LAYOUT`).
         split: "train", "validation" or "test" (by validation_list.txt / testing_list.txt).
-        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir`.
+        cache_dir: where computed features are kept. Defaults to `cache.default_cache_dir()`.
         seed: seed of the choice of unknown-word clips and of the silence clips.
         silence_share: silence clips added, as a share of the keyword clips. Defaults to 0.1.
         unknown_share: other-word clips kept, as a share of the keyword clips. Defaults to 0.1.
-        augmentation: an `Augmentation`, used by the train split's augmented copies.
+        augmentation: an `Augmentation`, used by the train split's training pipeline.
+        max_per_class: keep at most this many clips of each of the 12 classes (the first by
+            name), for a quick run on a subset. Defaults to all.
+        test_dir: Speech Commands' separately released test archive, read for the test split
+            instead of the clips that testing_list.txt names. Defaults to None.
         **feature_options: fields of `MfccSettings` (e.g. `n_mfcc=10`).
 
     Returns:
-        A `Split`; `x` holds librosa MFCCs (not standardised), shape (N, 49, 10, 1) by default.
+        A `Split`; `x` holds the MFCCs of `features.mfcc` (not standardised), shape
+        (N, 49, 10, 1) by default.
     """
     check_split(split)
+    check_max_per_class(max_per_class)
     root = require_dir(data_dir, "keyword-spotting", LAYOUT, REAL_SOURCE)
+    if split == "test" and test_dir is not None:
+        root = require_dir(test_dir, "keyword-spotting test", LAYOUT, TEST_SOURCE)
     settings = MfccSettings(**feature_options)
-    source = _Source(root, split, settings, seed, silence_share, unknown_share)
-    cache_dir = cache.default_cache_dir(root) if cache_dir is None else cache_dir
+    source = _Source(root, split, settings, seed, silence_share, unknown_share, max_per_class)
+    cache_dir = cache.default_cache_dir() if cache_dir is None else cache_dir
     described = {"split": split, "seed": seed, "silence_share": silence_share,
-                 "unknown_share": unknown_share, "mfcc": dataclasses.asdict(settings)}
+                 "unknown_share": unknown_share, "max_per_class": max_per_class,
+                 "mfcc": dataclasses.asdict(settings)}
     key = cache.cache_key("kws", described, source.sources())
-
-    def compute():
-        waves, labels, files = source.waves()
-        x, y = as_arrays(mfcc(waves, settings), labels, settings.shape)
-        return {"x": x, "y": y, "files": np.asarray(files, dtype=str)}
-
-    arrays = cache.cached(cache_dir, f"kws-{split}", key, compute)
-
-    def augmenter(copies, augment_seed):
-        aug_key = cache.cache_key(
-            "kws-augmented",
-            {"features": key, "copies": copies, "seed": augment_seed,
-             "augmentation": dataclasses.asdict(augmentation)},
-            [],
-        )
-
-        def compute_copies():
-            waves, _, _ = source.waves()
-            copies_ = source.augmented(waves, augmentation, copies, augment_seed)
-            return {"x": mfcc(copies_.reshape(-1, waves.shape[1]), settings).reshape(
-                (copies, len(waves)) + settings.shape)}
-
-        return cache.cached(cache_dir, "kws-augmented", aug_key, compute_copies)["x"]
-
+    entry = cache.sharded(cache_dir, f"kws-{split}", key, source.chunks,
+                          len(source.examples) + source.n_silence)
+    entry.warn_skipped("corrupt, empty or too short audio files", root)
+    extras = {"settings": settings, "augmentation": augmentation}
+    if split == "train" and source.noise_paths:
+        noise_key = cache.cache_key("kws-noise", {"mfcc": dataclasses.asdict(settings)},
+                                    source.noise_paths)
+        noise = cache.sharded(cache_dir, "kws-noise", noise_key, source.noise_chunks,
+                              len(source.noise_paths))
+        frames, file = np.asarray(noise.array("x")), np.asarray(noise.array("y"))
+        extras["noise"] = frames
+        extras["noise_bounds"] = np.asarray(
+            [(np.argmax(file == i), len(file) - np.argmax(file[::-1] == i))
+             for i in np.unique(file)], np.int64).reshape(-1, 2)
+    names = [f for f, _ in source.examples]
+    index = np.asarray(entry.array("file"))
     return Split(
-        task="kws", name=split, x=arrays["x"], y=arrays["y"], labels=LABELS,
-        files=tuple(arrays["files"].tolist()),
-        augmenter=augmenter if split == "train" else None,
+        task="kws", name=split,
+        x=entry.array("x", lambda db: kws_augment.mfcc_from_db(db, settings)),
+        y=np.asarray(entry.array("y")), labels=LABELS,
+        files=tuple(names[i] if i >= 0 else (NOISE_DIR if source.noise_paths else "")
+                    for i in index.tolist()),
+        entry=entry, extras=extras,
     )
 
 
-def training_dataset(split, batch_size, seed, augment=True, copies=2, time_masks=2,
-                     time_mask_frames=5, frequency_masks=1, frequency_mask_bins=2):
-    """Training batches of keyword-spotting features, augmented.
+def training_dataset(split, batch_size, seed, augment=True, in_memory=False, **masks):
+    """Training batches of keyword-spotting features, augmented afresh every epoch.
 
-    Each example is drawn from its clean features or one of `copies` waveform-augmented
-    copies (background noise, time shift; computed once and cached), then SpecAugment masks
-    replace random runs of frames and of coefficients with the training mean.
+    Every epoch, each clip is shifted in time and mixed with background noise (see
+    `Augmentation`), then SpecAugment masks replace random runs of frames and of
+    coefficients with the training mean (`kws_augment.example_fn`).
 
     Args:
         split: a KWS `Split` from `load(..., "train")`.
         batch_size: examples per batch.
         seed: seed of shuffling and augmentation.
         augment: False for plain shuffled batches.
-        copies: waveform-augmented copies. Defaults to 2.
-        time_masks: time masks per example. Defaults to 2.
-        time_mask_frames: the widest time mask, in frames. Defaults to 5.
-        frequency_masks: coefficient masks per example. Defaults to 1.
-        frequency_mask_bins: the widest coefficient mask. Defaults to 2.
+        in_memory: read the cached features into RAM first instead of streaming them.
+            Defaults to False.
+        **masks: SpecAugment settings of `kws_augment.example_fn` (`time_masks=2`,
+            `time_mask_frames=5`, `frequency_masks=1`, `frequency_mask_bins=2`).
 
     Returns:
-        A `tf.data.Dataset` of (x, y) batches.
+        A `tf.data.Dataset` of (x, y) batches (epochs as `stream.batches` gives them).
     """
-    import tensorflow as tf
-
+    settings = split.extras["settings"]
     if not augment:
-        return pipeline.batches(split.x, split.y, batch_size, seed)
-    if split.augmenter is None:
+        return stream.split_batches(
+            split, batch_size, seed, in_memory,
+            decode=lambda db: kws_augment.tf_mfcc_from_db(db, settings))
+    if split.name != "train":
         raise ValueError(
             f"Invalid value for `split`: expected the train split of a keyword-spotting dataset "
-            f"for augmentation, received the {split.name!r} split."
-        )
-    stacked = np.concatenate([split.x[None], split.augmenter(copies, seed)]).swapaxes(0, 1)
-    fill = tf.constant(split.x.mean(axis=(0, 1), keepdims=True)[0], tf.float32)
-    frames, bins = split.x.shape[1], split.x.shape[2]
-
-    def mask(x, seeds, count, widest, axis, size):
-        for i in range(count):
-            width = tf.random.stateless_uniform([], seeds[2 * i], 0, widest + 1, tf.int32)
-            start = tf.random.stateless_uniform([], seeds[2 * i + 1], 0, size - width + 1,
-                                                tf.int32)
-            positions = tf.range(size)
-            hit = (positions >= start) & (positions < start + width)
-            shape = [1, 1, 1]
-            shape[axis] = size
-            x = tf.where(tf.reshape(hit, shape), fill, x)
-        return x
-
-    def example_fn(x_all, y, seed_pair):
-        seeds = tf.random.experimental.stateless_split(
-            seed_pair, 1 + 2 * (time_masks + frequency_masks))
-        choice = tf.random.stateless_uniform([], seeds[0], 0, copies + 1, tf.int32)
-        x = tf.gather(x_all, choice)
-        x = mask(x, seeds[1:], time_masks, time_mask_frames, 0, frames)
-        x = mask(x, seeds[1 + 2 * time_masks:], frequency_masks, frequency_mask_bins, 1, bins)
-        return x, y
-
-    return pipeline.batches(stacked, split.y, batch_size, seed, example_fn=example_fn)
+            f"for augmentation, received the {split.name!r} split.")
+    augmentation = split.extras["augmentation"]
+    noise = split.extras.get("noise", np.zeros((0, settings.n_mels), np.float32))
+    if not len(noise) and augmentation.background_frequency > 0:
+        raise DatasetError(
+            f"Invalid keyword-spotting dataset: background-noise augmentation needs wav files "
+            f"in {NOISE_DIR}/; received none. Set `background_frequency=0` or add the noise "
+            f"files ({LAYOUT}).")
+    sample = split.x[:: max(1, len(split) // 4096)]
+    fill = sample.mean(axis=(0, 1), keepdims=True)[0]
+    example_fn = kws_augment.example_fn(
+        augmentation, settings, noise, split.extras.get("noise_bounds", np.zeros((0, 2))),
+        fill, split.standardization, **masks)
+    if in_memory:
+        return stream.batches((np.asarray(stored(split)), split.y), batch_size, seed,
+                              example_fn=example_fn)
+    return stream.batches(split.entry, batch_size, seed, example_fn=example_fn, rows=split.rows)

@@ -43,6 +43,11 @@ def over_epochs(first, last):
         _range.epochs = previous
 
 
+def epoch_range():
+    """The (first, last) epochs of the enclosing `over_epochs` block, or None outside one."""
+    return getattr(_range, "epochs", None)
+
+
 def steps_per_epoch(num_examples, batch_size):
     """Batches in one epoch of `batches` (the last one may be smaller)."""
     return max(1, math.ceil(num_examples / batch_size))
