@@ -31,7 +31,7 @@ import tf_keras as keras
 
 from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, distribute
 from mnas import errors, export, files
-from mnas import plots, reproducible, rundir, runconfig, search_spaces
+from mnas import plots, reproducible, rundir, runconfig, search_spaces, tasks
 from mnas import report as mreport
 from mnas.datasets import pipeline
 from mnas.deploy import arena32, csources
@@ -59,11 +59,7 @@ def _header(stage, note=""):
 def _space(config):
     options = {"max_width": config.max_width, "num_blocks": config.num_blocks}
     options = {k: v for k, v in options.items() if v is not None}
-    if config.stem_stride != 1:
-        options["stem_stride"] = config.stem_stride
-    if config.task == "vww":
-        channels = 1 if config.grayscale else 3
-        options["input_shape"] = (config.image_size, config.image_size, channels)
+    options.update(tasks.get(config.task).space_options(config))
     return search_spaces.get(config.task, steps=config.width_steps, **options)
 
 
@@ -84,6 +80,7 @@ class _Run:
         self.config = config
         self.out = config.out_dir
         self.device = device
+        self.task = tasks.get(config.task)
         self.state = None
         self.data = None
         self.standardization = None  # Set by `load_data` when the features are standardised.
@@ -109,11 +106,7 @@ class _Run:
         if self.data is not None:
             return self.data
         config = self.config
-        options = {}
-        if config.task == "vww":
-            options = {"image_size": config.image_size, "grayscale": config.grayscale}
-        elif config.task == "ad" and config.machine:
-            options = {"machine": config.machine}
+        options = self.task.reader_options(config)
         options.update({k: getattr(config, k) for k in ("cache_dir", "max_per_class")
                         if getattr(config, k) is not None})
         started = time.time()
@@ -135,7 +128,7 @@ class _Run:
         `features.json` and `model_data.h` with the model: the firmware applies them before
         quantizing the input.
         """
-        if self.config.task != "kws" or not self.config.standardize_features:
+        if not self.task.standardized(self.config):
             return splits
         # Over the cached features a chunk at a time: the training split may not fit in RAM.
         mean, std = datasets.moments(splits["train"].x, axis=(0, 1))
@@ -147,10 +140,10 @@ class _Run:
     def _training_batches(self, train, first, last):
         """Epochs `first .. last - 1` of training batches, each fixed by (seed, epoch)."""
         config = self.config
-        options = {"mixup": config.mixup} if config.task == "ad" else {}
         with pipeline.over_epochs(first, last):
             batches = datasets.training_dataset(config.task, train, config.batch_size,
-                                                config.seed, augment=config.augment, **options)
+                                                config.seed, augment=config.augment,
+                                                **self.task.training_options(config))
         return distribute.shard_by_data(batches)
 
     def _validation(self, splits):
@@ -158,13 +151,13 @@ class _Run:
 
     def _labels(self, split):
         """Labels in the form the loss takes: one-hot when mixup mixes them."""
-        if self.config.task == "ad" and self.config.mixup and self.config.augment:
+        if self.task.mixed(self.config):
             return keras.utils.to_categorical(split.y, len(split.labels))
         return split.y
 
     def _loss(self):
-        mixed = self.config.task == "ad" and self.config.mixup and self.config.augment
-        return "categorical_crossentropy" if mixed else "sparse_categorical_crossentropy"
+        return ("categorical_crossentropy" if self.task.mixed(self.config)
+                else "sparse_categorical_crossentropy")
 
     def _optimizer(self, learning_rate, final_rate, epochs, steps_per_epoch):
         steps = max(1, epochs * steps_per_epoch)
@@ -356,7 +349,7 @@ class _Run:
         result = {"verification": verification.to_json(), "fit": fit.to_json(),
                   "arena": dict(dataclasses.asdict(usage), **arena),
                   "host_latency_ms": tflm.MicroRunner(data).time_invoke_ms(repeats=10)}
-        if self.config.task == "ad":
+        if self.task.metric == "auc":
             # Per machine ID, from the negative softmax score of the true ID.
             result["auc"] = {
                 "float": datasets.anomaly_auc(verification.float_outputs, test),

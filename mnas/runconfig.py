@@ -20,9 +20,9 @@ import dataclasses
 import math
 import os
 
-from mnas import devices, errors
+from mnas import devices, errors, tasks
 
-TASKS = ("kws", "vww", "ad")
+TASKS = tasks.NAMES
 QUANTIZATION = ("qat", "ptq")
 ARCH_OPTIMIZERS = ("adam", "shared")
 # The differentiable search, and the black-box ones of `mnas.blackbox` (`METHODS`).
@@ -154,15 +154,13 @@ def check(config):
         MnasError: A bad value, an unknown task, device or architecture, an unwritable output
             directory.
     """
-    if config.task not in TASKS:
-        raise errors.UnknownNameError(
-            f"Invalid value for `task`: expected one of {TASKS}, received {config.task!r}.")
+    task = tasks.get(config.task)
     if config.quantization not in QUANTIZATION:
         raise errors.MnasError(f"Invalid value for `quantization`: expected one of "
                                f"{QUANTIZATION}, received {config.quantization!r}.")
     for name in CHECKED:
         check_setting(name, getattr(config, name))
-    if config.stem_stride not in (1, 2) or (config.stem_stride != 1 and config.task != "kws"):
+    if config.stem_stride not in (1, 2) or (config.stem_stride != 1 and not task.strided_stem):
         raise errors.MnasError(f"Invalid value for `stem_stride`: expected 1, or 2 for the kws "
                                f"space, received {config.stem_stride!r} for {config.task!r}.")
     if config.search not in SEARCHES:

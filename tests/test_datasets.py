@@ -18,7 +18,7 @@ def images(tmp_path):
 
 
 def test_tasks():
-    assert datasets.TASKS == ("kws", "ad", "vww")
+    assert datasets.TASKS == ("kws", "vww", "ad")
 
 
 def test_load_split_dispatches_to_the_task_reader(images):
@@ -30,7 +30,7 @@ def test_load_split_dispatches_to_the_task_reader(images):
 
 
 def test_unknown_task_and_missing_directories(tmp_path):
-    with pytest.raises(UnknownNameError, match="expected one of \\('kws', 'ad', 'vww'\\), "
+    with pytest.raises(UnknownNameError, match="expected one of \\('kws', 'vww', 'ad'\\), "
                                                "received 'asr'"):
         datasets.load_split("asr", tmp_path, "train")
     for task in datasets.TASKS:

@@ -16,9 +16,10 @@ from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
 from mnas.datasets.pipeline import over_epochs
 from mnas.datasets.split import SPLITS, Split, moments, standardize, subset
+from mnas import tasks
 from mnas.errors import UnknownNameError
 
-TASKS = ("kws", "ad", "vww")
+TASKS = tasks.NAMES
 _MODULES = {"kws": kws, "ad": ad, "vww": vww}
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mnas import tasks as mtasks
 from mnas.datasets.audio import write_wav
 from mnas.errors import DatasetError
 
-TASKS = ("kws", "ad", "vww")
+TASKS = mtasks.NAMES
 SAMPLE_RATE = 16000
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = (
