@@ -26,7 +26,7 @@ import time
 import tf_keras as keras
 from absl import app, flags
 
-from mnas import job
+from mnas import job, runconfig
 from mnas import train as train_command
 
 
@@ -58,7 +58,7 @@ def main(argv):
     for text in values.settings:
         with tempfile.TemporaryDirectory() as out:
             config = dataclasses.replace(base, out_dir=out, verbose=0, **parse_setting(text))
-            run = job._Run(config)  # noqa: SLF001
+            run = job._Run(config, runconfig.check(config))  # noqa: SLF001
             keras.utils.set_random_seed(config.seed)
             started = time.time()
             run.search()

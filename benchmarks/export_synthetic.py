@@ -17,6 +17,7 @@ import numpy as np
 import tf_keras as keras
 
 from mnas import export, report
+from mnas.deploy import verify as mverify
 
 SHAPE, CLASSES = (49, 10, 1), 12
 
@@ -61,7 +62,7 @@ def main():
     print(f"QAT fine-tuning (2 epochs) and conversion: {time.time() - start:.0f} s, "
           f"{len(qat)} bytes")
     for name, data in (("PTQ", ptq), ("QAT", qat)):
-        result = export.verify(data, x_test, y_test, float_model=model)
+        result = mverify.verify(data, x_test, y_test, float_model=model)
         fit = export.check_fit(data, "STM32F446RE")
         print(f"{name}: float accuracy {result.float:.4f}, int8 accuracy (TFLite Micro) "
               f"{result.int8:.4f}, TFLite vs TFLite Micro: max diff {result.max_diff_steps} "

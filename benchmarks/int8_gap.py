@@ -21,7 +21,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-from mnas import export, job
+from mnas import export, job, runconfig
+from mnas.deploy import verify as mverify
 from mnas.hardware import tflm
 
 
@@ -34,7 +35,7 @@ def _accuracy(outputs, y):
 
 
 def _micro_accuracy(data, x, y):
-    return export.verify(data, x, y).int8
+    return mverify.verify(data, x, y).int8
 
 
 def main(argv):
@@ -42,7 +43,7 @@ def main(argv):
     run_dir = flags.FLAGS.run_dir
     with open(os.path.join(run_dir, "state.json")) as f:
         config = job.Config(**json.load(f)["config"])
-    run = job._Run(config)  # noqa: SLF001
+    run = job._Run(config, runconfig.check(config))  # noqa: SLF001
     splits = run.load_data()
     test, train = splits["test"], splits["train"]
     model = run.float_model()

@@ -44,7 +44,7 @@ _NAMES = {
     "Estimate": "hardware.estimate", "estimate_keras": "hardware.estimate",
     "estimate_tflite": "hardware.estimate",
     "check_fit": "export", "convert_int8": "export", "quantize_qat": "export",
-    "verify": "export", "write_c_sources": "export",
+    "verify": "deploy.verify", "write_c_sources": "export",
     "describe_architecture": "report", "write_report": "report",
     "LatencyModel": "latency", "OperatorLatencyModel": "latency",
     "DepthDecision": "layers", "SearchableConv2D": "layers", "SearchableDense": "layers",

@@ -21,8 +21,6 @@ Example:
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
 
@@ -31,10 +29,10 @@ import tf_keras as keras
 
 from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, distribute
 from mnas import errors, export, files
-from mnas import plots, reproducible, rundir, runconfig, search_spaces, tasks
+from mnas import plots, reproducible, rundata, rundir, runconfig, search_spaces, tasks
 from mnas import report as mreport
 from mnas.datasets import pipeline
-from mnas.deploy import arena32, csources
+from mnas.deploy import arena32, csources, verify
 from mnas.hardware import tflm
 from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, TASKS, Config  # noqa: F401
 
@@ -73,17 +71,14 @@ def _regularizer(config, device, arch_data=None):
         verbose=int(config.verbose > 0))
 
 
-class _Run:
-    """One run's data, output folder and state."""
+class _Run(rundata.RunData):
+    """One run's data, output folder, state and stages."""
 
     def __init__(self, config, device):
-        self.config = config
+        super().__init__(config)
         self.out = config.out_dir
         self.device = device
-        self.task = tasks.get(config.task)
         self.state = None
-        self.data = None
-        self.standardization = None  # Set by `load_data` when the features are standardised.
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
@@ -100,64 +95,6 @@ class _Run:
     def finish(self, stage, seconds):
         self.state.finished[stage] = round(seconds, 1)
         self.save_state()
-
-    # Data ----------------------------------------------------------------------------------
-    def load_data(self):
-        if self.data is not None:
-            return self.data
-        config = self.config
-        options = self.task.reader_options(config)
-        options.update({k: getattr(config, k) for k in ("cache_dir", "max_per_class")
-                        if getattr(config, k) is not None})
-        started = time.time()
-        _fill_feature_cache(config.task, config.data_dir, options)
-        splits = self._standardized(
-            {name: datasets.load_split(config.task, config.data_dir, name, **options)
-             for name in datasets.SPLITS})
-        _say(f"data: {config.data_dir}: " + ", ".join(
-            f"{name} {len(split)}" for name, split in splits.items())
-            + f" examples of {splits['train'].x.shape[1:]} ({time.time() - started:.1f} s)")
-        self.data = splits
-        return splits
-
-    def _standardized(self, splits):
-        """KWS: each MFCC coefficient standardised with the training split's statistics.
-
-        Coefficient 0 spans ~20x the range of the last ones: with the raw features one int8
-        input scale leaves the last coefficients a few steps. The statistics go to
-        `features.json` and `model_data.h` with the model: the firmware applies them before
-        quantizing the input.
-        """
-        if not self.task.standardized(self.config):
-            return splits
-        # Over the cached features a chunk at a time: the training split may not fit in RAM.
-        mean, std = datasets.moments(splits["train"].x, axis=(0, 1))
-        std = std + 1e-6
-        self.standardization = {"axis": "coefficient", "mean": mean.ravel().tolist(),
-                                "std": std.ravel().tolist()}
-        return {name: datasets.standardize(split, mean, std) for name, split in splits.items()}
-
-    def _training_batches(self, train, first, last):
-        """Epochs `first .. last - 1` of training batches, each fixed by (seed, epoch)."""
-        config = self.config
-        with pipeline.over_epochs(first, last):
-            batches = datasets.training_dataset(config.task, train, config.batch_size,
-                                                config.seed, augment=config.augment,
-                                                **self.task.training_options(config))
-        return distribute.shard_by_data(batches)
-
-    def _validation(self, splits):
-        return np.asarray(splits["validation"].x), self._labels(splits["validation"])
-
-    def _labels(self, split):
-        """Labels in the form the loss takes: one-hot when mixup mixes them."""
-        if self.task.mixed(self.config):
-            return keras.utils.to_categorical(split.y, len(split.labels))
-        return split.y
-
-    def _loss(self):
-        return ("categorical_crossentropy" if self.task.mixed(self.config)
-                else "sparse_categorical_crossentropy")
 
     def _optimizer(self, learning_rate, final_rate, epochs, steps_per_epoch):
         steps = max(1, epochs * steps_per_epoch)
@@ -211,10 +148,6 @@ class _Run:
         if not self.config.verbose:
             return 0
         return 1 if os.isatty(1) else 2
-
-    def _steps_per_epoch(self, train=None):
-        train = self.load_data()["train"] if train is None else train
-        return pipeline.steps_per_epoch(len(train), self.config.batch_size)
 
     # Stages --------------------------------------------------------------------------------
     def search(self):
@@ -320,7 +253,7 @@ class _Run:
                            *self._epoch_callbacks("qat"),
                            keras.callbacks.TensorBoard(self.path("tensorboard", "qat"),
                                                        write_graph=False)])
-        tflite = export.convert_int8(model, _calibration(splits["train"].x,
+        tflite = export.convert_int8(model, rundata.calibration(splits["train"].x,
                                                          config.calibration_samples),
                                      num_samples=config.calibration_samples)
         standardize = self.standardization
@@ -339,7 +272,7 @@ class _Run:
         _header("verify", f"int8 model in the TFLite Micro interpreter, {len(test)} test "
                           f"examples")
         data = tflm.read_model(self.path("model.tflite"))
-        verification = export.verify(data, np.asarray(test.x), test.y,
+        verification = verify.verify(data, np.asarray(test.x), test.y,
                                      float_model=self.float_model())
         usage = tflm.arena_usage(data)
         arena = arena32.describe(data, usage.total_bytes)  # The MCU is 32-bit: fit its arena.
@@ -365,7 +298,7 @@ class _Run:
     def report(self):
         _header("report")
         result = rundir.read_json(self.path("verification.json"), "verification")
-        verification = export.Verification(**result["verification"])
+        verification = verify.Verification(**result["verification"])
         extra = {"host_latency_ms": result["host_latency_ms"],
                  "arena": result["arena"], "config": self.config.to_json(),
                  "stage_seconds": self.state.finished}
@@ -388,37 +321,6 @@ class _Run:
                              backbone=spec.backbone or "default", extra=extra, plots=written,
                              model=self.path("model.tflite"))
         _say(f"report.json, report.md, {len(written)} plots in {self.out}")
-
-
-def _calibration(x, samples):
-    """The training examples that calibrate the int8 ranges: the draw `export.convert_int8`
-    makes from the whole set, read from the (possibly memory-mapped) features alone."""
-    if len(x) <= samples:
-        return np.asarray(x)
-    return x[np.sort(np.random.default_rng(0).choice(len(x), samples, replace=False))]
-
-
-def _fill_feature_cache(task, data_dir, options):
-    """Computes features missing from the feature cache in a child process.
-
-    A run whose features were computed in its own process was seen to train to other
-    figures than one that read them from the cache (its batches and initial weights being
-    bit-identical), so a resumed run could differ from an uninterrupted one. Computed in a
-    child, the features always reach the run from the cache. A failure is left to the run's
-    own reading, which reports it.
-    """
-    code = ("import sys, json\nfrom mnas import datasets\n"
-            "task, data_dir, options = json.loads(sys.argv[1])\n"
-            "try:\n"
-            "    for name in datasets.SPLITS:\n"
-            "        datasets.load_split(task, data_dir, name, **options)\n"
-            "except Exception:\n"
-            "    sys.exit(1)\n")
-    # The child's progress lines reach standard error; its warnings are left to the run,
-    # which reads the skipped-file counts from the cache.
-    subprocess.run([sys.executable, "-c", code, json.dumps([task, data_dir, options])],
-                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONWARNINGS="ignore"),
-                   check=False)
 
 
 def _save_model(model, path):

@@ -11,6 +11,7 @@ import tf_keras as keras
 
 import mnas
 from mnas import errors, export
+from mnas.deploy import verify as mverify
 from mnas.hardware import estimate, tflm
 
 SHAPE = (16, 8, 1)
@@ -70,7 +71,7 @@ def qat(task):
 def test_int8_model_runs_in_tflm_within_one_point_of_float(task, ptq, qat, kind):
     model, _, (x_test, y_test) = task
     data = ptq if kind == "ptq" else qat[1]
-    result = export.verify(data, x_test, y_test, float_model=model)
+    result = mverify.verify(data, x_test, y_test, float_model=model)
     print(f"{kind}: float {result.float:.4f} int8 {result.int8:.4f} "
           f"max diff {result.max_diff_steps} mismatch {result.mismatch_fraction:.4f}")
     assert result.samples == 400
@@ -101,7 +102,7 @@ def test_int8_io_and_per_channel_conv_weights(ptq, qat, kind):
     # The two Conv2D kernels and the depthwise kernel, one scale per output channel.
     assert [len(t["quantization_parameters"]["scales"]) for t in per_channel
             if len(t["shape"]) == 4] == [8, 8, 8]
-    source, output = export.io_quantization(data)
+    source, output = mverify.io_quantization(data)
     assert source.shape == (1,) + SHAPE and source.dtype == "int8"
     assert output.shape == (1, CLASSES) and output.dtype == "int8"
     details = interpreter.get_input_details()[0]["quantization"]
@@ -159,7 +160,7 @@ def test_c_sources_compile_and_hold_the_model(ptq, tmp_path):
         assert "alignas(16) const unsigned char g_kws_model_data[]" in f.read()
     dumped, printed = compile_and_dump(tmp_path, "kws")
     assert dumped == ptq
-    source, output = export.io_quantization(ptq)
+    source, output = mverify.io_quantization(ptq)
     assert printed[0] == "0"  # 16-byte aligned
     scale, zero, out_scale, out_zero = printed[1].split()
     assert np.float32(scale) == np.float32(source.scale) and int(zero) == source.zero_point
@@ -252,7 +253,7 @@ def test_every_supported_layer_quantizes_and_runs_in_tflm():
     y = rng.integers(0, 3, 64)
     for candidate in (model, export.quantize_qat(model, (x, y), epochs=1)):
         data = export.convert_int8(candidate, x)
-        assert export.verify(data, x, y).max_diff_steps <= 1
+        assert mverify.verify(data, x, y).max_diff_steps <= 1
         assert export.check_fit(data, "STM32F446RE").ops > 0  # every operator is counted
 
 
@@ -326,7 +327,7 @@ def test_quantize_qat_argument_errors(task):
 
 
 def test_auc_for_anomaly_detection():
-    assert export.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert mverify.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
     rng = np.random.default_rng(0)
     basis = rng.normal(size=(2, 16))
     normal = (rng.normal(size=(300, 2)) @ basis).astype(np.float32)
@@ -339,9 +340,9 @@ def test_auc_for_anomaly_detection():
     anomalous = rng.normal(size=(50, 16)).astype(np.float32) * 1.5
     x = np.concatenate([test_normal, anomalous])
     y = np.array([0] * 50 + [1] * 50)
-    result = export.verify(export.convert_int8(model, normal), x, y, float_model=model,
+    result = mverify.verify(export.convert_int8(model, normal), x, y, float_model=model,
                            metric="auc")
     assert result.metric == "auc" and result.float > 0.9
     assert abs(result.int8 - result.float) < 0.05
     with pytest.raises(ValueError, match=r"`metric`: expected 'accuracy' or 'auc', received"):
-        export.verify(b"", x, y, metric="f1")
+        mverify.verify(b"", x, y, metric="f1")

@@ -8,6 +8,7 @@ import pytest
 
 import mnas
 from mnas import arch, export, report
+from mnas.deploy import verify as mverify
 from mnas.hardware import estimate, tflm
 
 SPEC = arch.ArchSpec([16, 8, 1], [
@@ -30,7 +31,7 @@ def deployed():
     y = rng.integers(0, 4, 64)
     model = arch.build(SPEC)
     data = export.convert_int8(model, x, num_samples=32)
-    return model, data, export.verify(data, x[:24], y[:24], float_model=model)
+    return model, data, mverify.verify(data, x[:24], y[:24], float_model=model)
 
 
 def test_the_architecture_table_adds_up_to_the_converted_model(deployed):
