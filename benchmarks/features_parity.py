@@ -19,6 +19,7 @@ Last line: `features_accuracy_diff_points=<|C - Python| in points>`.
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -109,9 +110,22 @@ def main():
     print(f"C vs CMSIS-DSP arithmetic (arm_rfft_fast_f32, arm_cmplx_mag_squared_f32), {n} clips:"
           f" max abs diff {np.abs(c[:n] - cmsis).max():.3g}; Python vs CMSIS-DSP "
           f"{np.abs(python[:n] - cmsis).max():.3g}")
+    # The model's inputs are standardised per coefficient when its run wrote the statistics.
+    stats_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), "features.json")
+    standardize = None
+    if os.path.exists(stats_path):
+        with open(stats_path) as f:
+            standardize = json.load(f).get("standardize")
+    inputs = {"python": python, "c": c}
+    if standardize:
+        shape = python.shape[2:]
+        mean = np.reshape(standardize["mean"], shape)
+        std = np.reshape(standardize["std"], shape)
+        inputs = {k: (v - mean) / std for k, v in inputs.items()}
+        print(f"inputs standardised per coefficient with {stats_path}")
     runner = tflm.MicroRunner(args.model)
     accuracy = {}
-    for name, x in (("python", python), ("c", c)):
+    for name, x in inputs.items():
         predicted = runner.predict(x).reshape(len(x), -1).argmax(axis=1)
         accuracy[name] = 100.0 * float(np.mean(predicted == labels))
     diff = abs(accuracy["c"] - accuracy["python"])
