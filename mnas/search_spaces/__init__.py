@@ -97,14 +97,20 @@ class SearchSpace(_Sampling):
                 name=f"ds{i}")
             x = layers.SearchableSkip(block, temperature=temperature, gumbel=gumbel,
                                       name=f"skip{i}")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        if self.dropout:
-            x = keras.layers.Dropout(self.dropout, name="dropout")(x)
-        x = keras.layers.Dense(self.num_classes, name="classifier")(x)
-        outputs = keras.layers.Softmax(name="softmax")(x)
-        model = keras.Model(inputs, outputs, name=f"{self.name}_supernet")
-        model.mnas_backbone = self.backbone
-        return model
+        return _supernet(self, inputs, x)
+
+
+def _supernet(space, inputs, x):
+    """The supernet of `space`: its features `x` of `inputs`, then global average pooling,
+    dropout, the classifier and softmax."""
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if space.dropout:
+        x = keras.layers.Dropout(space.dropout, name="dropout")(x)
+    x = keras.layers.Dense(space.num_classes, name="classifier")(x)
+    outputs = keras.layers.Softmax(name="softmax")(x)
+    model = keras.Model(inputs, outputs, name=f"{space.name}_supernet")
+    model.mnas_backbone = space.backbone
+    return model
 
 
 def _check_stages(stages):
@@ -180,14 +186,7 @@ class InvertedBottleneckSpace(_Sampling):
             width = c
         x = layers.SearchableConv2D(self._choices(self.head_width), 1, activation="relu6",
                                     name="head", **arch_args)(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        if self.dropout:
-            x = keras.layers.Dropout(self.dropout, name="dropout")(x)
-        x = keras.layers.Dense(self.num_classes, name="classifier")(x)
-        outputs = keras.layers.Softmax(name="softmax")(x)
-        model = keras.Model(inputs, outputs, name=f"{self.name}_supernet")
-        model.mnas_backbone = self.backbone
-        return model
+        return _supernet(self, inputs, x)
 
 
 def kws(max_width=276, num_blocks=9, num_classes=12, steps=10, dropout=0.1, stem_stride=1):
