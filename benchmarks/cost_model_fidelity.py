@@ -1,7 +1,7 @@
 """How exact are mnas's resource estimates? Checked against the converter and TFLite Micro.
 
-For the MLPerf Tiny reference models and random architectures of every search space in
-`mnas.search_spaces.SPACES` (plus, with `--random_models`, random plain DS-CNN /
+For the MLPerf Tiny reference models and random architectures of every task's search space
+(`mnas.tasks`) (plus, with `--random_models`, random plain DS-CNN /
 MobileNetV2-like / FC-autoencoder models), compares:
 
 - the arena estimated from the `.tflite` (`estimate_tflite`) and from the Keras model before
@@ -31,7 +31,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from mnas import arch, costs, derivation, errors, profile, search_spaces
+from mnas import arch, costs, derivation, errors, profile, search_spaces, tasks
 from mnas.hardware import estimate, tflm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +44,8 @@ REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
 def define_flags():
     flags.DEFINE_integer("samples", 50, "Random architectures per search space.")
     flags.DEFINE_integer("random_models", 0, "Random plain models per backbone generator.")
-    flags.DEFINE_list("spaces", None, "Search spaces to sample. Defaults to every space in "
-                      "mnas.search_spaces.SPACES.")
+    flags.DEFINE_list("spaces", None, "Search spaces to sample. Defaults to every task's "
+                      "space (mnas.tasks).")
     flags.DEFINE_string("reference_dir", REFERENCE, "Directory of the reference .tflite models.")
     flags.DEFINE_integer("seed", 0, "Seed of the architecture sampling.")
 
@@ -64,13 +64,14 @@ def _summary(name, values):
             f"median_abs_error_pct={float(np.median(values)):.3f}")
 
 
-def _measure(model, rng, expected=None):
+def _measure(model, rng, expected=None, label=None):
     """One row of figures for a fresh Keras model; `expected` are its differentiable costs."""
+    label = label or model.name
     tflite = profile.convert_like_trained(model, rng)
     try:
         measured = tflm.measure_isolated(tflite, repeats=0)
     except (errors.InvalidModelFileError, RuntimeError) as e:
-        print(f"  {model.name}: not measured: {e}", flush=True)
+        print(f"  {label}: not measured: {e}", flush=True)
         return None
     arena = measured["total_bytes"]
     after = estimate.estimate_tflite(tflite)
@@ -79,7 +80,7 @@ def _measure(model, rng, expected=None):
            "arena_keras": _pct(before.arena_bytes, arena),
            "flatbuffer_keras": _pct(before.tflite_bytes, len(tflite)),
            "flatbuffer_keras_signed": _signed_pct(before.tflite_bytes, len(tflite))}
-    line = (f"  {model.name}: arena measured {arena} tflite-estimate {after.arena_bytes} "
+    line = (f"  {label}: arena measured {arena} tflite-estimate {after.arena_bytes} "
             f"keras-estimate {before.arena_bytes}; flatbuffer {len(tflite)} keras-estimate "
             f"{before.tflite_bytes} ({row['flatbuffer_keras_signed']:+.2f}%)")
     if expected is not None:
@@ -104,8 +105,10 @@ def _space_rows(space, samples, rng):
     for i in range(samples):
         derivation.set_choices(supernet, derivation.random_picks(supernet, rng))
         expected = costs.expected_costs(supernet).numpy()
-        model = arch.build(arch.derive(supernet, name=f"{space.name}_sample{i}"))
-        rows.append(_measure(model, rng, expected))
+        # The derived model keeps derive's name, as in the search's exact figures: names are
+        # part of the flatbuffer.
+        model = arch.build(arch.derive(supernet))
+        rows.append(_measure(model, rng, expected, label=f"{space.name}_sample{i}"))
     return [r for r in rows if r is not None]
 
 
@@ -155,7 +158,7 @@ def main(argv):
             ref_rows.append(_pct(est, measured))
     print("  " + _summary("arena_tflite", ref_rows))
     arena_errors += ref_rows
-    for space_name in FLAGS.spaces or sorted(search_spaces.SPACES):
+    for space_name in FLAGS.spaces or sorted(tasks.NAMES):
         try:
             space = search_spaces.get(space_name)
         except errors.UnknownNameError:

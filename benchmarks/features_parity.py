@@ -1,19 +1,23 @@
-"""C-computed keyword-spotting features against Python-computed ones, on the test clips.
+"""C-computed audio features against Python-computed ones, on the test clips.
 
-Writes `features.c` / `features.h` (`mnas.deploy.features_c`), builds them with the system C
-compiler, runs them on every clip of the test split, and prints:
+For keyword spotting (MFCCs) or anomaly detection (log-mel windows), writes `features.c` /
+`features.h` (`mnas.deploy.features_c`), builds them with the system C compiler, runs them on
+every clip of the test split (every window of it, for anomaly detection), and prints:
 
-- the maximum absolute difference between C and Python MFCCs (and the largest MFCC value);
+- the maximum absolute difference between C and Python features (and the largest value);
 - the same against CMSIS-DSP's arithmetic (PyPI `cmsisdsp`: `arm_rfft_fast_f32` and
-  `arm_cmplx_mag_squared_f32`, then the same tables in float32), on `--cmsis_clips` clips;
-- the int8 model's accuracy in the TFLite Micro interpreter with C-computed and with
-  Python-computed features, and their difference in points (target: within 0.2);
+  `arm_cmplx_mag_squared_f32`, then the same tables in float32), on `--cmsis_clips` inputs;
+- the int8 model's metric in the TFLite Micro interpreter (accuracy; ROC AUC for anomaly
+  detection) with C-computed and with Python-computed features, and their difference in
+  points (target: within 0.2);
 - with `arm-none-eabi-gcc` installed, the code size of `features.c` built for a Cortex-M4.
 
 Usage:
 
     python benchmarks/features_parity.py --model=runs/kws_demo/model.tflite \
         --data_dir=data/embedded/kws
+    python benchmarks/features_parity.py --task=ad --model=runs/ad_demo/model.tflite \
+        --data_dir=data/embedded/ad
 
 Last line: `features_accuracy_diff_points=<|C - Python| in points>`.
 """
@@ -28,8 +32,8 @@ import tempfile
 import numpy as np
 
 
-def cmsis_features(waves, settings):
-    """MFCCs with CMSIS-DSP's FFT and magnitude (float32), the C tables and float32 math."""
+def cmsis_mel_db(frames, settings):
+    """Mel dB of frames with CMSIS-DSP's FFT and magnitude (float32) and the C tables."""
     import cmsisdsp
 
     from mnas.datasets import features
@@ -44,21 +48,78 @@ def cmsis_features(waves, settings):
     for band, (start, length) in enumerate(zip(starts, lengths)):
         bank[band, start:start + length] = weights[offset:offset + length]
         offset += length
-    dct = features.dct_matrix(settings).astype(np.float32)
     floor = np.float32(10.0 ** (settings.floor_db / 10.0))
-    out = np.zeros((len(waves),) + settings.shape, np.float32)
-    for i, wave in enumerate(waves):
-        for f in range(settings.shape[0]):
-            frame = np.zeros(settings.n_fft, np.float32)
-            start = f * settings.hop_samples
-            frame[:settings.frame_samples] = wave[start:start + settings.frame_samples] * window
-            packed = cmsisdsp.arm_rfft_fast_f32(instance, frame, 0)
-            power = np.concatenate([[packed[0] ** 2],
-                                    cmsisdsp.arm_cmplx_mag_squared_f32(packed[2:]),
-                                    [packed[1] ** 2]]).astype(np.float32)
-            db = np.float32(10.0) * np.log10(np.maximum(bank @ power, floor))
-            out[i, f, :, 0] = dct @ db
+    out = np.zeros((len(frames), settings.n_mels), np.float32)
+    for f, samples in enumerate(frames):
+        frame = np.zeros(settings.n_fft, np.float32)
+        frame[:settings.frame_samples] = samples * window
+        packed = cmsisdsp.arm_rfft_fast_f32(instance, frame, 0)
+        power = np.concatenate([[packed[0] ** 2], cmsisdsp.arm_cmplx_mag_squared_f32(packed[2:]),
+                                [packed[1] ** 2]]).astype(np.float32)
+        out[f] = np.float32(10.0) * np.log10(np.maximum(bank @ power, floor))
     return out
+
+
+def cmsis_features(inputs, settings):
+    """The model inputs of `inputs` (n, samples) computed with `cmsis_mel_db`, in float32."""
+    from mnas.datasets import features
+
+    mfcc = isinstance(settings, features.MfccSettings)
+    count = settings.shape[0] if mfcc else settings.window_frames
+    index = (np.arange(count) * settings.hop_samples)[:, None] + np.arange(
+        settings.frame_samples)[None, :]
+    out = []
+    for samples in inputs:
+        db = cmsis_mel_db(samples[index], settings)
+        if mfcc:
+            out.append((db @ features.dct_matrix(settings).astype(np.float32).T)[..., None])
+        else:
+            out.append(features.block_mean(db[None], settings.size)[0, ..., None])
+    return np.stack(out)
+
+
+def kws_inputs(data_dir):
+    """(settings, samples per input, Python features, labels, metric of scores)."""
+    from mnas import datasets
+    from mnas.datasets import features, kws
+
+    settings = features.MfccSettings()
+    split = datasets.load_split("kws", data_dir, "test")
+    waves, labels, _ = kws._Source(kws.require_dir(data_dir, "keyword-spotting", kws.LAYOUT,
+                                                   kws.REAL_SOURCE),
+                                   "test", settings, 0, 0.1, 0.1, None).waves()
+    python = features.mfcc(waves, settings)
+    assert np.array_equal(labels, split.y) and np.allclose(python, split.x, atol=1e-3), \
+        "the clips do not give the cached test split"
+
+    def accuracy(scores):
+        return 100.0 * float(np.mean(scores.argmax(axis=1) == np.asarray(labels)))
+
+    return settings, waves, python, accuracy, "accuracy"
+
+
+def ad_inputs(data_dir):
+    """As `kws_inputs`, for every window of the anomaly-detection test clips."""
+    from mnas import datasets
+    from mnas.datasets import audio, cache, features
+
+    settings = features.LogMelSettings()
+    split = datasets.load_split("ad", data_dir, "test")
+    samples, python = [], []
+    hop = settings.window_hop * settings.hop_samples
+    for path in split.files:
+        wave = audio.read_audio(path, settings.sample_rate, settings.min_seconds,
+                                cache.SkipLog())
+        windows = features.log_mel_windows(wave, settings)
+        python.append(windows)
+        samples += [wave[i * hop:i * hop + settings.window_samples] for i in range(len(windows))]
+    python = np.concatenate(python)
+    assert np.allclose(python, split.x, atol=1e-3), "the clips do not give the cached test split"
+
+    def auc(scores):
+        return 100.0 * datasets.anomaly_auc(scores, split)["mean"]
+
+    return settings, np.stack(samples), python, auc, "ROC AUC"
 
 
 def cortex_m4_size(source_dir):
@@ -76,42 +137,37 @@ def cortex_m4_size(source_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="runs/kws_demo/model.tflite")
-    parser.add_argument("--data_dir", default="data/embedded/kws")
+    parser.add_argument("--task", default="kws", choices=("kws", "ad"))
+    parser.add_argument("--model", default=None, help="Defaults to runs/<task>_demo/model.tflite.")
+    parser.add_argument("--data_dir", default=None, help="Defaults to data/embedded/<task>.")
     parser.add_argument("--cmsis_clips", type=int, default=50)
     args = parser.parse_args()
+    model = args.model or f"runs/{args.task}_demo/model.tflite"
+    data_dir = args.data_dir or f"data/embedded/{args.task}"
     from mnas import console
 
     console.own_lines_only()
-    from mnas import datasets
     from mnas.hardware import tflm
-    from mnas.datasets import features, kws
     from mnas.deploy import features_c
 
-    settings = features.MfccSettings()
-    split = datasets.load_split("kws", args.data_dir, "test")
-    waves, labels, _ = kws._Source(kws.require_dir(args.data_dir, "keyword-spotting",
-                                                   kws.LAYOUT, kws.REAL_SOURCE),
-                                   "test", settings, 0, 0.1, 0.1, None).waves()
-    python = features.mfcc(waves, settings)
-    assert np.array_equal(labels, split.y) and np.allclose(python, split.x, atol=1e-3), \
-        "the clips do not give the cached test split"
+    settings, inputs, python, metric, metric_name = (kws_inputs if args.task == "kws"
+                                                     else ad_inputs)(data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         features_c.write_features_c(settings, tmp)
         exe = features_c.build_host(tmp)
-        c = features_c.run_host(exe, waves, settings)
+        c = features_c.run_host(exe, inputs, settings)
         size = cortex_m4_size(tmp)
-    print(f"{len(waves)} test clips of {args.data_dir}; features {settings.shape}")
+    print(f"{len(inputs)} test inputs of {data_dir}; features {settings.shape}")
     print(f"C (host gcc, float32) vs Python (float64): max abs diff {np.abs(c - python).max():.3g}"
-          f" (largest |MFCC| {np.abs(python).max():.1f}); mean abs diff "
+          f" (largest |value| {np.abs(python).max():.1f}); mean abs diff "
           f"{np.abs(c - python).mean():.3g}")
-    n = min(args.cmsis_clips, len(waves))
-    cmsis = cmsis_features(waves[:n], settings)
-    print(f"C vs CMSIS-DSP arithmetic (arm_rfft_fast_f32, arm_cmplx_mag_squared_f32), {n} clips:"
+    n = min(args.cmsis_clips, len(inputs))
+    cmsis = cmsis_features(inputs[:n], settings)
+    print(f"C vs CMSIS-DSP arithmetic (arm_rfft_fast_f32, arm_cmplx_mag_squared_f32), {n} inputs:"
           f" max abs diff {np.abs(c[:n] - cmsis).max():.3g}; Python vs CMSIS-DSP "
           f"{np.abs(python[:n] - cmsis).max():.3g}")
     # The model's inputs are standardised per coefficient when its run wrote the statistics.
-    stats_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), "features.json")
+    stats_path = os.path.join(os.path.dirname(os.path.abspath(model)), "features.json")
     standardize = None
     if os.path.exists(stats_path):
         with open(stats_path) as f:
@@ -123,14 +179,13 @@ def main():
         std = np.reshape(standardize["std"], shape)
         inputs = {k: (v - mean) / std for k, v in inputs.items()}
         print(f"inputs standardised per coefficient with {stats_path}")
-    runner = tflm.MicroRunner(args.model)
-    accuracy = {}
+    runner = tflm.MicroRunner(model)
+    figure = {}
     for name, x in inputs.items():
-        predicted = runner.predict(x).reshape(len(x), -1).argmax(axis=1)
-        accuracy[name] = 100.0 * float(np.mean(predicted == labels))
-    diff = abs(accuracy["c"] - accuracy["python"])
-    print(f"int8 accuracy in TFLite Micro ({args.model}): Python features "
-          f"{accuracy['python']:.2f}%, C features {accuracy['c']:.2f}%, difference {diff:.2f} "
+        figure[name] = metric(runner.predict(x).reshape(len(x), -1))
+    diff = abs(figure["c"] - figure["python"])
+    print(f"int8 {metric_name} in TFLite Micro ({model}): Python features "
+          f"{figure['python']:.2f}%, C features {figure['c']:.2f}%, difference {diff:.2f} "
           f"points (target <= 0.2)")
     if size is None:
         print("arm-none-eabi-gcc not installed: no Cortex-M4 code size")

@@ -185,7 +185,7 @@ def check_reachable(model, targets, device=None, backbone=None):
     return smallest
 
 
-def derive_within(model, targets, device=None, backbone=None, fill_budget=False, name=None):
+def derive_within(model, targets, device=None, backbone=None, fill_budget=False):
     """The searched architecture: the argmax, repaired only if it misses a target.
 
     Repair narrows one decision by one option at a time (a skippable block: skipping it),
@@ -199,7 +199,6 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False,
         device: A `Device`, needed for a latency target.
         backbone: Backbone of the latency model. Defaults to the supernet's.
         fill_budget: Widen the answer until the budget is full. Defaults to `False`.
-        name: Name of the derived architecture. Defaults to the supernet's.
 
     Returns:
         A `Derived`.
@@ -246,7 +245,7 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False,
                 picks[i] -= 1
                 frozen.add(i)
     with fixed_choices(model, picks):
-        spec = arch.derive(model, name=name)
+        spec = arch.derive(model)  # The name `exact_costs` assumed: names are in the flatbuffer.
     return Derived(spec, picks, argmax, values, changes)
 
 

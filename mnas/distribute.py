@@ -23,8 +23,7 @@ import json
 import os
 
 from mnas import errors
-
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from mnas.runconfig import STRATEGIES
 
 
 def worker():

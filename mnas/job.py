@@ -34,7 +34,7 @@ from mnas import report as mreport
 from mnas.datasets import pipeline
 from mnas.deploy import arena32, csources, verify
 from mnas.hardware import tflm
-from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, TASKS, Config  # noqa: F401
+from mnas.runconfig import ARCH_OPTIMIZERS, QUANTIZATION, SEARCHES, Config  # noqa: F401
 
 STAGES = ("search", "train", "quantize", "verify", "report")
 # Stages that train, and so run under the distribution strategy.
@@ -68,7 +68,7 @@ def _regularizer(config, device, arch_data=None):
         arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
         arch_data=arch_data, straight_through=config.straight_through,
         aim=("latency",) if config.aim_latency and config.latency_ms else (),
-        verbose=int(config.verbose > 0))
+        entropy_weight=config.entropy_weight, verbose=int(config.verbose > 0))
 
 
 class _Run(rundata.RunData):
@@ -173,8 +173,7 @@ class _Run(rundata.RunData):
                                               self.path("tensorboard", "search", "architecture"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
                   variables=regularizer.state_variables, train=weights_split)
-        found = regularizer.derive(supernet, name=f"{config.task}_searched",
-                                   fill_budget=config.fill_budget)
+        found = regularizer.derive(supernet, fill_budget=config.fill_budget)
         search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
                   "filled_budget": config.fill_budget, "exact_costs": found.costs,
                   "min_top_probability": derivation.min_top_probability(supernet)}

@@ -22,11 +22,12 @@ import os
 
 from mnas import devices, errors, tasks
 
-TASKS = tasks.NAMES
 QUANTIZATION = ("qat", "ptq")
 ARCH_OPTIMIZERS = ("adam", "shared")
 # The differentiable search, and the black-box ones of `mnas.blackbox` (`METHODS`).
 SEARCHES = ("dnas", "random", "bayesian")
+# One device, all local GPUs, or the workers that TF_CONFIG names (`mnas.distribute`).
+STRATEGIES = ("default", "mirrored", "multi_worker")
 MIB = 2**20
 # Above any microcontroller's memory: a budget this large is a typing error.
 MAX_MEMORY_BYTES = 64 * MIB
@@ -37,7 +38,8 @@ COSMETIC = ("out_dir", "verbose", "cache_dir")
 _AT_LEAST_ONE = ("search_epochs", "train_epochs", "batch_size", "width_steps", "image_size",
                  "calibration_samples", "max_width", "num_blocks", "trial_epochs",
                  "max_per_class")
-_NON_NEGATIVE = ("warmup_epochs", "qat_epochs", "mixup", "weight_decay", "search_trials")
+_NON_NEGATIVE = ("warmup_epochs", "qat_epochs", "mixup", "weight_decay", "search_trials",
+                 "entropy_weight")
 _POSITIVE = ("search_learning_rate", "learning_rate", "final_learning_rate",
              "qat_learning_rate", "temperature_start", "temperature_end", "arch_learning_rate",
              "search_seconds")
@@ -81,6 +83,7 @@ class Config:
     fill_budget: bool = False
     straight_through: bool = True
     aim_latency: bool = True
+    entropy_weight: float = 0.0
     standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005

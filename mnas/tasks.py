@@ -6,9 +6,10 @@
 - `ad`: anomaly detection as machine-ID classification on log-mels (DCASE2020 task 2 layout),
   ROC AUC of the anomaly scores per machine ID; mixup.
 
-A new use case is a reader in `mnas.datasets`, a search space in `mnas.search_spaces` and one
-`Task` registered here; the job holds no test of a task's name. This module imports nothing
-heavy, so that settings can be checked before TensorFlow loads.
+A new use case is one module (its reader and its search space) and one `Task` naming them,
+registered with `register`; the job holds no test of a task's name. A task names its reader and
+space by import path, resolved when first used: this module imports nothing heavy, so that
+settings can be checked before TensorFlow loads.
 
 Example:
 
@@ -18,6 +19,7 @@ Example:
 """
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 from mnas import errors
@@ -32,7 +34,11 @@ class Task:
     """One use case.
 
     Attributes:
-        name: The `--task` name; also the reader's and the search space's.
+        name: The `--task` name; also the search space's.
+        reader: Import path of the reader module, which has `load(data_dir, split, **options)`
+            returning a `mnas.datasets.Split` and `training_dataset(split, batch_size, seed,
+            augment, **options)` returning a `tf.data.Dataset` (see `mnas.datasets.kws`).
+        space: `module:function` building the task's search space from its options.
         metric: `accuracy`, or `auc` (ROC AUC of anomaly scores per machine ID, from the
             negative softmax score of the true ID).
         reader_options: The reader's options from the run's `Config` (e.g. image size).
@@ -43,6 +49,8 @@ class Task:
     """
 
     name: str
+    reader: str
+    space: str
     metric: str = "accuracy"
     reader_options: Callable = _no_options
     space_options: Callable = _no_options
@@ -62,6 +70,15 @@ class Task:
         """Options of `mnas.datasets.training_dataset` for this run."""
         return {"mixup": config.mixup} if self.mixes_up else {}
 
+    def reader_module(self):
+        """The reader module, imported."""
+        return importlib.import_module(self.reader)
+
+    def search_space(self, **options):
+        """The task's search space (a `mnas.search_spaces.SearchSpace`) with `options`."""
+        module, function = self.space.split(":")
+        return getattr(importlib.import_module(module), function)(**options)
+
 
 def _image_options(config):
     return {"image_size": config.image_size, "grayscale": config.grayscale}
@@ -80,12 +97,27 @@ def _ad_reader(config):
     return {"machine": config.machine} if config.machine else {}
 
 
-TASKS = {
-    "kws": Task("kws", space_options=_kws_space, standardizes=True, strided_stem=True),
-    "vww": Task("vww", reader_options=_image_options, space_options=_vww_space),
-    "ad": Task("ad", metric="auc", reader_options=_ad_reader, mixes_up=True),
-}
-NAMES = tuple(TASKS)
+TASKS = {}
+NAMES = ()
+
+
+def register(task):
+    """Adds a `Task` (or replaces the one of its name); `--task` then accepts its name."""
+    global NAMES
+    if not isinstance(task, Task):
+        raise TypeError(f"Invalid value for `task`: expected a `mnas.tasks.Task`, received "
+                        f"{type(task).__name__}.")
+    TASKS[task.name] = task
+    NAMES = tuple(TASKS)
+    return task
+
+
+register(Task("kws", "mnas.datasets.kws", "mnas.search_spaces:kws", space_options=_kws_space,
+              standardizes=True, strided_stem=True))
+register(Task("vww", "mnas.datasets.vww", "mnas.search_spaces:vww",
+              reader_options=_image_options, space_options=_vww_space))
+register(Task("ad", "mnas.datasets.ad", "mnas.search_spaces:ad", metric="auc",
+              reader_options=_ad_reader, mixes_up=True))
 
 
 def get(name):

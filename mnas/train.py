@@ -17,115 +17,112 @@ unwritable output directory, an output directory in use by another run, a damage
 full disk) are reported as one line on standard error, with exit code 1.
 """
 
+import dataclasses
 import functools
 import os
 import sys
+import typing
 
 from absl import app, flags, logging
 
-from mnas import console, errors, runconfig
+from mnas import console, errors, runconfig, tasks
+
+# Help text of every flag; the flags are the fields of `runconfig.Config`, with its defaults.
+HELP = {
+    "task": "Use case: keyword spotting, visual wake words, anomaly detection, or a task "
+            "registered in `mnas.tasks`.",
+    "data_dir": "Dataset folder (real or embedded). Defaults to data/embedded/<task>.",
+    "out_dir": "Output directory. Defaults to runs/<task>.",
+    "device": "Target device: STM32F446RE, STM32F746ZG, STM32F767ZI (or S, M, L), or a JSON "
+              "profile path.",
+    "sram_bytes": "SRAM of the target in bytes (the tensor arena gets it minus the device's "
+                  "reserve). Defaults to the device's.",
+    "flash_bytes": "Flash of the target in bytes (the model gets it minus the device's "
+                   "reserve). Defaults to the device's.",
+    "latency_ms": "Latency budget in ms on the device. Defaults to none.",
+    "arch": "Skip the search: train this architecture (a name such as micronet_kws_s, or an "
+            "arch.json path).",
+    "max_width": "Widest channel choice of the search space. Defaults to the space's.",
+    "num_blocks": "Blocks of the search space. Defaults to the space's.",
+    "stem_stride": "KWS: stride of the stem conv (2 is DS-CNN's; the blocks then keep the "
+                   "resolution).",
+    "width_steps": "Width choices per layer (10%, 20%, ... of the widest).",
+    "image_size": "VWW: side of the square input.",
+    "grayscale": "VWW: one channel instead of RGB.",
+    "machine": "AD: the machine-type folder when the data folder holds several (e.g. slider).",
+    "search": "Search: differentiable (the supernet), or keras-tuner's random search or "
+              "Bayesian optimisation over the same choices, training each candidate briefly.",
+    "search_trials": "Random/Bayesian: trained trials at most (candidates over the budget are "
+                     "rejected untrained); 0 for no limit.",
+    "search_seconds": "Random/Bayesian: wall-clock seconds of trials after which no trial "
+                      "starts. Defaults to none.",
+    "trial_epochs": "Random/Bayesian: training epochs per trial.",
+    "search_epochs": "Epochs of the search.",
+    "warmup_epochs": "First search epochs that train weights only, architecture frozen.",
+    "search_learning_rate": "Initial learning rate of the search (cosine decay).",
+    "temperature_start": "Softmax temperature of the architecture logits when the search "
+                         "starts.",
+    "temperature_end": "... and when it ends.",
+    "gumbel": "Gumbel-softmax: sample the architecture mixture with Gumbel noise at every "
+              "training step.",
+    "arch_optimizer": "Optimizer of the architecture logits: their own Adam, or the weights' "
+                      "optimizer.",
+    "arch_learning_rate": "Learning rate of the architecture's own Adam.",
+    "arch_split": "Share of the training data held out to update the architecture "
+                  "(first-order bilevel); 0 updates it on the training batches.",
+    "fill_budget": "After the search, widen the derived architecture until the budget is "
+                   "full, instead of keeping the search's answer.",
+    "straight_through": "Penalise the costs of the argmax architecture (gradients through the "
+                        "probabilities) instead of the costs of the expected widths.",
+    "aim_latency": "Aim the search at the latency budget (a two-sided penalty: slower and "
+                   "faster both cost) instead of only keeping it under.",
+    "entropy_weight": "Weight of the decisions' mean normalised entropy in the search's loss: "
+                      "decisions the accuracy is indifferent to then commit to one option.",
+    "standardize_features": "KWS: standardise each MFCC coefficient with the training data's "
+                            "statistics (written to features.json), so that the int8 input "
+                            "resolves them alike.",
+    "train_epochs": "Epochs of the final training of the derived architecture.",
+    "learning_rate": "Initial learning rate of the final training (cosine decay).",
+    "final_learning_rate": "Learning rate at the end of the cosine decays.",
+    "weight_decay": "Decoupled weight decay (AdamW) of the weights; 0 uses Adam.",
+    "batch_size": "Batch size.",
+    "augment": "Training augmentation (KWS: noise, shift, SpecAugment; VWW: flips, crops; AD: "
+               "mixup).",
+    "mixup": "AD: mixup alpha (MicroNets: 0.3); 0 is off.",
+    "quantization": "Quantization-aware training (tfmot) or post-training quantization.",
+    "qat_epochs": "Epochs of quantization-aware fine-tuning.",
+    "qat_learning_rate": "Learning rate of the quantization-aware fine-tuning.",
+    "calibration_samples": "Training samples that calibrate the int8 ranges.",
+    "seed": "Seed of data order, augmentation and weights.",
+    "verbose": "0: stage lines only; 1: progress too.",
+    "cache_dir": "Folder of the feature cache. Defaults to $MNAS_CACHE_DIR, else "
+                 "~/.cache/mnas (never inside the dataset).",
+    "max_per_class": "Keep at most this many examples of each class (AD: clips per machine "
+                     "ID), for a quick run on a subset.",
+    "strategy": "tf.distribute strategy of search and training: one device, all local GPUs, "
+                "or the workers that TF_CONFIG names (global batch split across replicas).",
+}
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+
 
 def define_flags():
-    """Defines the command's flags (not at import, so that importing this module is free)."""
+    """Defines the command's flags (not at import, so that importing this module is free):
+    one per `runconfig.Config` field, with its default and its `HELP` text."""
     defaults = runconfig.Config(task="kws", data_dir="", out_dir="")
-    flags.DEFINE_enum("task", None, runconfig.TASKS, "Use case: keyword spotting, visual wake "
-                      "words or anomaly detection.")
-    flags.DEFINE_string("data_dir", None, "Dataset folder (real or embedded). Defaults to "
-                        "data/embedded/<task>.")
-    flags.DEFINE_string("out_dir", None, "Output directory. Defaults to runs/<task>.")
-    flags.DEFINE_string("device", defaults.device, "Target device: STM32F446RE, STM32F746ZG, "
-                        "STM32F767ZI (or S, M, L), or a JSON profile path.")
-    flags.DEFINE_integer("sram_bytes", None, "SRAM of the target in bytes (the tensor arena "
-                         "gets it minus the device's reserve). Defaults to the device's.")
-    flags.DEFINE_integer("flash_bytes", None, "Flash of the target in bytes (the model gets it "
-                         "minus the device's reserve). Defaults to the device's.")
-    flags.DEFINE_float("latency_ms", None, "Latency budget in ms on the device. Defaults to "
-                       "none.")
-    flags.DEFINE_string("arch", None, "Skip the search: train this architecture (a name such "
-                        "as micronet_kws_s, or an arch.json path).")
-    flags.DEFINE_integer("max_width", None, "Widest channel choice of the search space. "
-                         "Defaults to the space's.")
-    flags.DEFINE_integer("num_blocks", None, "Blocks of the search space. Defaults to the "
-                         "space's.")
-    flags.DEFINE_integer("stem_stride", defaults.stem_stride, "KWS: stride of the stem conv "
-                         "(2 is DS-CNN's; the blocks then keep the resolution).")
-    flags.DEFINE_integer("width_steps", defaults.width_steps, "Width choices per layer (10%, "
-                         "20%, ... of the widest).")
-    flags.DEFINE_integer("image_size", defaults.image_size, "VWW: side of the square input.")
-    flags.DEFINE_bool("grayscale", defaults.grayscale, "VWW: one channel instead of RGB.")
-    flags.DEFINE_string("machine", None, "AD: the machine-type folder when the data folder "
-                        "holds several (e.g. slider).")
-    flags.DEFINE_enum("search", defaults.search, runconfig.SEARCHES, "Search: differentiable (the "
-                      "supernet), or keras-tuner's random search or Bayesian optimisation "
-                      "over the same choices, training each candidate briefly.")
-    flags.DEFINE_integer("search_trials", defaults.search_trials, "Random/Bayesian: trained "
-                         "trials at most (candidates over the budget are rejected untrained); "
-                         "0 for no limit.")
-    flags.DEFINE_float("search_seconds", None, "Random/Bayesian: wall-clock seconds of trials "
-                       "after which no trial starts. Defaults to none.")
-    flags.DEFINE_integer("trial_epochs", defaults.trial_epochs, "Random/Bayesian: training "
-                         "epochs per trial.")
-    flags.DEFINE_integer("search_epochs", defaults.search_epochs, "Epochs of the search.")
-    flags.DEFINE_integer("warmup_epochs", defaults.warmup_epochs, "First search epochs that "
-                         "train weights only, architecture frozen.")
-    flags.DEFINE_float("search_learning_rate", defaults.search_learning_rate, "Initial "
-                       "learning rate of the search (cosine decay).")
-    flags.DEFINE_float("temperature_start", defaults.temperature_start, "Softmax temperature "
-                       "of the architecture logits when the search starts.")
-    flags.DEFINE_float("temperature_end", defaults.temperature_end, "... and when it ends.")
-    flags.DEFINE_bool("gumbel", defaults.gumbel, "Gumbel-softmax: sample the architecture "
-                      "mixture with Gumbel noise at every training step.")
-    flags.DEFINE_enum("arch_optimizer", defaults.arch_optimizer, runconfig.ARCH_OPTIMIZERS,
-                      "Optimizer of the architecture logits: their own Adam, or the weights' "
-                      "optimizer.")
-    flags.DEFINE_float("arch_learning_rate", defaults.arch_learning_rate, "Learning rate of "
-                       "the architecture's own Adam.")
-    flags.DEFINE_float("arch_split", defaults.arch_split, "Share of the training data held "
-                       "out to update the architecture (first-order bilevel); 0 updates it "
-                       "on the training batches.")
-    flags.DEFINE_bool("straight_through", defaults.straight_through, "Penalise the costs of "
-                      "the argmax architecture (gradients through the probabilities) instead "
-                      "of the costs of the expected widths.")
-    flags.DEFINE_bool("aim_latency", defaults.aim_latency, "Aim the search at the latency "
-                      "budget (a two-sided penalty: slower and faster both cost) instead of "
-                      "only keeping it under.")
-    flags.DEFINE_bool("fill_budget", defaults.fill_budget, "After the search, widen the "
-                      "derived architecture until the budget is full, instead of keeping the "
-                      "search's answer.")
-    flags.DEFINE_integer("train_epochs", defaults.train_epochs, "Epochs of the final "
-                         "training of the derived architecture.")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate of the "
-                       "final training (cosine decay).")
-    flags.DEFINE_float("final_learning_rate", defaults.final_learning_rate, "Learning rate "
-                       "at the end of the cosine decays.")
-    flags.DEFINE_float("weight_decay", defaults.weight_decay, "Decoupled weight decay (AdamW) "
-                       "of the weights; 0 uses Adam.")
-    flags.DEFINE_integer("batch_size", defaults.batch_size, "Batch size.")
-    flags.DEFINE_bool("standardize_features", defaults.standardize_features, "KWS: "
-                      "standardise each MFCC coefficient with the training data's statistics "
-                      "(written to features.json), so that the int8 input resolves them alike.")
-    flags.DEFINE_bool("augment", defaults.augment, "Training augmentation (KWS: noise, shift, "
-                      "SpecAugment; VWW: flips, crops; AD: mixup).")
-    flags.DEFINE_float("mixup", defaults.mixup, "AD: mixup alpha (MicroNets: 0.3); 0 is off.")
-    flags.DEFINE_enum("quantization", defaults.quantization, runconfig.QUANTIZATION,
-                      "Quantization-aware training (tfmot) or post-training quantization.")
-    flags.DEFINE_integer("qat_epochs", defaults.qat_epochs, "Epochs of quantization-aware "
-                         "fine-tuning.")
-    flags.DEFINE_float("qat_learning_rate", defaults.qat_learning_rate, "Learning rate of the "
-                       "quantization-aware fine-tuning.")
-    flags.DEFINE_integer("calibration_samples", defaults.calibration_samples, "Training "
-                         "samples that calibrate the int8 ranges.")
-    flags.DEFINE_integer("seed", defaults.seed, "Seed of data order, augmentation and weights.")
-    flags.DEFINE_integer("verbose", defaults.verbose, "0: stage lines only; 1: progress too.")
-
-    flags.DEFINE_string("cache_dir", None, "Folder of the feature cache. Defaults to "
-                        "$MNAS_CACHE_DIR, else ~/.cache/mnas (never inside the dataset).")
-    flags.DEFINE_integer("max_per_class", None, "Keep at most this many examples of each "
-                         "class (AD: clips per machine ID), for a quick run on a subset.")
-    flags.DEFINE_enum("strategy", defaults.strategy, ("default", "mirrored", "multi_worker"),
-                      "tf.distribute strategy of search and training: one device, all local "
-                      "GPUs, or the workers that TF_CONFIG names (global batch split across "
-                      "replicas).")
+    choices = {"task": tasks.NAMES, "search": runconfig.SEARCHES,
+               "arch_optimizer": runconfig.ARCH_OPTIMIZERS,
+               "quantization": runconfig.QUANTIZATION, "strategy": runconfig.STRATEGIES}
+    types = typing.get_type_hints(runconfig.Config)
+    for field in dataclasses.fields(runconfig.Config):
+        name = field.name
+        default = None if name in ("task", "data_dir", "out_dir") else getattr(defaults, name)
+        if name in choices:
+            flags.DEFINE_enum(name, default, choices[name], HELP[name])
+        else:
+            kind = next(t for t in typing.get_args(types[name]) or (types[name],)
+                        if t is not type(None))
+            _DEFINE[kind](name, default, HELP[name])
     flags.DEFINE_bool("restart", False, "Discard the output directory's previous run (state, "
                       "checkpoints, outputs) and start over, instead of resuming it.")
 

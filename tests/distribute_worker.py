@@ -53,8 +53,10 @@ def search(strategy, checkpoint_dir=None, stop_after=None, initial_epoch=0):
     x = (rng.normal(size=(EXAMPLES, 49, 10, 1)) + y[:, None, None, None] / 4).astype("float32")
     data = distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH))
     with strategy.scope():
-        model = search_spaces.get("kws", max_width=32, num_blocks=3, steps=4).build(
-            temperature=5.0)
+        # No dropout: its random masks are drawn per replica, so no split of a batch can
+        # reproduce one device's draws.
+        model = search_spaces.get("kws", max_width=32, num_blocks=3, steps=4,
+                                  dropout=0.0).build(temperature=5.0)
         regularizer = mnas.ResourceRegularizer(
             sram_bytes=11000, flash_bytes=6500, warmup_epochs=1, temperature=(5.0, 1.0))
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")

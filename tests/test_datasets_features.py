@@ -92,13 +92,24 @@ def test_mfcc_of_silence_is_finite():
 
 def test_log_mel_windows_of_a_10_s_clip():
     windows = features.log_mel_windows(tone(1000, seconds=10))
-    # 1 + 160000 // 512 = 313 frames; 64-frame windows every 32 frames.
+    # 1 + (160000 - 1024) // 512 = 311 frames (no padding); 64-frame windows every 32 frames.
     assert windows.shape == (8, 32, 32, 1)
     settings = features.LogMelSettings()
     centres = librosa.mel_frequencies(n_mels=64, fmax=RATE / 2)
     expected_band = np.argmin(np.abs(centres - 1000)) // 2
     assert windows[..., 0].mean(axis=(0, 1)).argmax() == expected_band
-    assert settings.min_seconds == pytest.approx(63 * 512 / RATE)
+    assert settings.min_seconds == pytest.approx((63 * 512 + 1024) / RATE)
+
+
+def test_log_mel_frames_are_librosa_without_padding():
+    wave = np.random.default_rng(0).normal(0, 0.1, 3 * RATE).astype(np.float32)
+    settings = features.LogMelSettings()
+    mel = librosa.feature.melspectrogram(y=wave, sr=RATE, n_fft=1024, hop_length=512, n_mels=64,
+                                         power=2.0, center=False)
+    expected = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
+    index = np.arange(len(expected))[:, None] * 512 + np.arange(1024)[None, :]
+    np.testing.assert_allclose(features.log_mel_frames(wave[index], settings), expected,
+                               atol=1e-4)
 
 
 def test_log_mel_windows_are_log_power_in_db():

@@ -74,5 +74,24 @@ def test_power_spectrum_matches_cmsis_dsp():
 
 def test_other_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"Invalid value for `settings`: expected an "
-                                         r"`MfccSettings`.*received LogMelSettings"):
-        features_c.write_features_c(features.LogMelSettings(), tmp_path)
+                                         r"`MfccSettings` or a `LogMelSettings`.*received int"):
+        features_c.write_features_c(3, tmp_path)
+
+
+def test_c_log_mel_windows_match_python(tmp_path):
+    settings = features.LogMelSettings()
+    features_c.write_features_c(settings, tmp_path)
+    exe = features_c.build_host(str(tmp_path))
+    rng = np.random.default_rng(1)
+    t = np.arange(4 * RATE) / RATE
+    wave = (0.3 * np.sin(2 * np.pi * 1000 * t) + rng.normal(0, 0.05, len(t))).astype(np.float32)
+    expected = features.log_mel_windows(wave, settings)  # 2 windows, 32 frames apart.
+    hop = settings.window_hop * settings.hop_samples
+    starts = [i * hop for i in range(len(expected))]
+    got = features_c.run_host(exe, np.stack([wave[s:s + features_c.input_samples(settings)]
+                                             for s in starts]), settings)
+    assert got.shape == expected.shape == (2, 32, 32, 1)
+    assert np.abs(got - expected).max() < 0.01
+    header = (tmp_path / "features.h").read_text()
+    assert "#define MNAS_FEATURES_WINDOW_FRAMES 64" in header
+    assert "#define MNAS_FEATURES_FLOOR_DB (-100.0f)" in header

@@ -17,18 +17,12 @@ from mnas.datasets.embedded import generate_embedded
 from mnas.datasets.pipeline import over_epochs
 from mnas.datasets.split import SPLITS, Split, moments, standardize, subset
 from mnas import tasks
-from mnas.errors import UnknownNameError
 
-TASKS = tasks.NAMES
-_MODULES = {"kws": kws, "ad": ad, "vww": vww}
+TASKS = tasks.NAMES  # The built-in tasks; `mnas.tasks.register` adds more.
 
 
 def _module(task):
-    if task not in _MODULES:
-        raise UnknownNameError(
-            f"Invalid value for `task`: expected one of {TASKS}, received {task!r}."
-        )
-    return _MODULES[task]
+    return tasks.get(task).reader_module()
 
 
 def steps_per_epoch(split, batch_size):
@@ -52,7 +46,7 @@ def load_split(task, data_dir, split, **options):
 
     Raises:
         DatasetError: `data_dir` is missing or not in the task's layout.
-        UnknownNameError: `task` is not one of `TASKS`.
+        UnknownNameError: `task` is not a registered task (`mnas.tasks`).
     """
     return _module(task).load(data_dir, split, **options)
 

@@ -29,11 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnas import tasks as mtasks
 from mnas.datasets.audio import write_wav
 from mnas.errors import DatasetError
 
-TASKS = mtasks.NAMES
 SAMPLE_RATE = 16000
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = (
@@ -355,6 +353,7 @@ def write_vww(out, seed, say, scale=1.0, size=96, per_class=1000):
 
 
 _WRITERS = {"kws": write_kws, "ad": write_ad, "vww": write_vww}
+TASKS = tuple(_WRITERS)  # The tasks with an embedded dataset.
 
 
 def generate_embedded(root="data/embedded", seed=0, tasks=TASKS, scale=1.0, workers=2,

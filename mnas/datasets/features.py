@@ -1,9 +1,10 @@
 """Feature extraction: MFCCs for keyword spotting, log-mel windows for anomaly detection, and
 images scaled for visual wake words.
 
-The keyword-spotting MFCCs are computed frame by frame with a fixed dB floor, as a
-microcontroller that streams audio computes them; `mnas.deploy.features_c` emits the same
-computation in C. The anomaly-detection log-mel power also has a fixed floor (1e-10, -100 dB).
+Both audio front ends are computed frame by frame with a fixed dB floor, as a microcontroller
+that streams audio computes them (no padding at the clip's ends, nothing that depends on the
+rest of the clip): the keyword-spotting MFCCs and the anomaly-detection log-mel windows.
+`mnas.deploy.features_c` emits the same computations in C.
 """
 
 import dataclasses
@@ -23,6 +24,12 @@ class _Framing:
     @property
     def hop_samples(self):
         return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    def _validate_fft(self):
+        if self.n_fft < self.frame_samples or self.n_fft & (self.n_fft - 1):
+            raise ValueError(
+                f"Invalid value for `n_fft`: expected a power of two of at least the frame's "
+                f"{self.frame_samples} samples, received {self.n_fft}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +65,7 @@ class MfccSettings(_Framing):
         return (frames, self.n_mfcc, 1)
 
     def validate(self):
-        if self.n_fft < self.frame_samples or self.n_fft & (self.n_fft - 1):
-            raise ValueError(
-                f"Invalid value for `n_fft`: expected a power of two of at least the frame's "
-                f"{self.frame_samples} samples, received {self.n_fft}.")
+        self._validate_fft()
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ValueError(
                 f"Invalid value for `n_mfcc`: expected 1 to `n_mels` ({self.n_mels}), received "
@@ -221,8 +225,10 @@ def mfcc(waves, settings=MfccSettings(), chunk=256):
 class LogMelSettings(_Framing):
     """Log-mel settings of the DCASE2020 task 2 baseline as MicroNets uses them.
 
-    64 ms frames every 32 ms, 64 mel bands; 64-frame windows (every `window_hop` frames)
-    resized to `size` x `size` by averaging blocks.
+    64 ms frames every 32 ms (no padding at the ends), each on its own: a periodic Hann window,
+    the power spectrum, a Slaney mel filterbank of 64 bands over 0-8 kHz, dB with a fixed floor
+    (`floor_db`); 64-frame windows (every `window_hop` frames) resized to `size` x `size` by
+    averaging blocks.
     """
 
     sample_rate: int = 16000
@@ -232,22 +238,37 @@ class LogMelSettings(_Framing):
     window_frames: int = 64
     window_hop: int = 32
     size: int = 32
+    n_fft: int = 1024
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    floor_db: float = -100.0
+
+    @property
+    def window_samples(self):
+        """The samples of one window, the model's input."""
+        return (self.window_frames - 1) * self.hop_samples + self.frame_samples
 
     @property
     def min_seconds(self):
         """The shortest clip that gives one window."""
-        return (self.window_frames - 1) * self.hop_samples / self.sample_rate
+        return self.window_samples / self.sample_rate
+
+    @property
+    def shape(self):
+        """The model's input shape."""
+        return (self.size, self.size, 1)
 
     def describe(self):
         """The settings firmware needs, as a flat dict (written into `model_data.h`)."""
         return {"kind": "log_mel", "sample_rate": self.sample_rate,
                 "frame_samples": self.frame_samples, "hop_samples": self.hop_samples,
-                "n_fft": self.frame_samples, "n_mels": self.n_mels,
-                "window_frames": self.window_frames, "window_hop": self.window_hop,
-                "size": self.size, "floor_db": -100.0, "window": "hann", "mel": "slaney",
-                "center": True}
+                "n_fft": self.n_fft, "n_mels": self.n_mels, "fmin": float(self.fmin),
+                "fmax": float(self.fmax), "window_frames": self.window_frames,
+                "window_hop": self.window_hop, "size": self.size,
+                "floor_db": float(self.floor_db), "window": "hann", "mel": "slaney"}
 
     def validate(self):
+        self._validate_fft()
         for name in ("window_frames", "n_mels"):
             value = getattr(self, name)
             if value % self.size:
@@ -255,6 +276,13 @@ class LogMelSettings(_Framing):
                     f"Invalid value for `size`: expected a divisor of `{name}` ({value}), "
                     f"received {self.size}."
                 )
+
+
+def log_mel_frames(frames, settings=LogMelSettings()):
+    """Log-mel power in dB of frames of `settings.frame_samples` samples, each on its own, with
+    the fixed floor `settings.floor_db`: float64 array (..., n_mels)."""
+    power = mel_power_frames(frames, settings)
+    return 10.0 * np.log10(np.maximum(power, 10.0 ** (settings.floor_db / 10.0)))
 
 
 def log_mel_windows(wave, settings=LogMelSettings()):
@@ -268,23 +296,17 @@ def log_mel_windows(wave, settings=LogMelSettings()):
         float32 array (windows, size, size, 1) of log-mel power in dB (time down, mel across);
         no windows for a clip shorter than `settings.min_seconds`.
     """
-    import librosa
-
     settings.validate()
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(wave, np.float32),
-        sr=settings.sample_rate,
-        n_fft=settings.frame_samples,
-        hop_length=settings.hop_samples,
-        n_mels=settings.n_mels,
-        power=2.0,
-    )
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
-    starts = range(0, log_mel.shape[0] - settings.window_frames + 1, settings.window_hop)
-    windows = [log_mel[s : s + settings.window_frames] for s in starts]
-    if not windows:
-        return np.zeros((0, settings.size, settings.size, 1), np.float32)
-    return block_mean(np.stack(windows), settings.size)[..., None].astype(np.float32)
+    wave = np.asarray(wave, np.float32)
+    frames = 1 + (len(wave) - settings.frame_samples) // settings.hop_samples
+    if len(wave) < settings.window_samples:
+        return np.zeros((0,) + settings.shape, np.float32)
+    index = (np.arange(frames) * settings.hop_samples)[:, None] + np.arange(
+        settings.frame_samples)[None, :]
+    log_mel = log_mel_frames(wave[index], settings)
+    starts = range(0, frames - settings.window_frames + 1, settings.window_hop)
+    windows = np.stack([log_mel[s : s + settings.window_frames] for s in starts])
+    return block_mean(windows, settings.size)[..., None].astype(np.float32)
 
 
 def block_mean(images, size):

@@ -274,14 +274,15 @@ def write_task_sources(tflite_bytes, out_dir, task, labels=None, standardize=Non
     Args:
         tflite_bytes: An int8 TFLite flatbuffer (bytes or a path).
         out_dir: Output directory.
-        task: `kws`, `ad` or `vww`; `kws` also gets `features.c` and `features.h`.
+        task: `kws`, `ad` or `vww`; the audio tasks (`kws`, `ad`) also get `features.c` and
+            `features.h`.
         labels: Class names in output order. Defaults to `None`.
         standardize: `{"mean": [...], "std": [...]}` per feature coefficient, which the
             firmware applies, `(x - mean) / std`, before quantizing the input; written as
             `kFeatureStandardizeMean` and `kFeatureStandardizeStd`. Defaults to `None`.
 
     Returns:
-        The paths written: `tflite`, `cc`, `h`, and for kws `features_c`, `features_h`.
+        The paths written: `tflite`, `cc`, `h`, and for kws and ad `features_c`, `features_h`.
     """
     from mnas.datasets import features
 
@@ -291,7 +292,7 @@ def write_task_sources(tflite_bytes, out_dir, task, labels=None, standardize=Non
         described.update(standardize_mean=list(standardize["mean"]),
                          standardize_std=list(standardize["std"]))
     paths = write_c_sources(tflite_bytes, out_dir, labels=labels, features=described or None)
-    if isinstance(settings, features.MfccSettings):
+    if isinstance(settings, (features.MfccSettings, features.LogMelSettings)):
         from mnas.deploy import features_c
 
         written = features_c.write_features_c(settings, out_dir)

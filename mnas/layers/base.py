@@ -42,8 +42,10 @@ def channel_mask(inputs):
 
 
 def batch_norm(name=None):
-    """A BatchNormalization layer with mnas's momentum."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+    """A BatchNormalization layer with mnas's momentum; built under a distribution strategy, its
+    batch statistics are over the global batch (every replica's), as on one device."""
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name,
+                                           synchronized=tf.distribute.has_strategy())
 
 
 def width_choices(max_width, steps=10, multiple=CHANNEL_MULTIPLE):

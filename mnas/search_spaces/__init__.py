@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, derivation, errors, layers
+from mnas import arch, derivation, errors, layers, tasks
 
 
 class _Sampling:
@@ -266,17 +266,15 @@ def vww(input_shape=(50, 50, 1), num_classes=2, max_width=None, num_blocks=None,
                                    tuple(kept), head_width, max_width, steps, dropout)
 
 
-SPACES = {"kws": kws, "ad": ad, "vww": vww}
-
-
 def get(name, **options):
-    """A search space by name (`kws`, `ad`, `vww`), with its builder's options.
+    """The search space of task `name` (`kws`, `ad`, `vww`, or a task registered in
+    `mnas.tasks`), with its builder's options.
 
     Raises:
-        UnknownNameError: The name is not a search space.
+        UnknownNameError: No task has that name.
     """
-    if name not in SPACES:
+    if name not in tasks.TASKS:
         raise errors.UnknownNameError(
-            f"Invalid value for `search_space`: expected one of {sorted(SPACES)}, "
+            f"Invalid value for `search_space`: expected one of {sorted(tasks.TASKS)}, "
             f"received {name!r}.")
-    return SPACES[name](**options)
+    return tasks.TASKS[name].search_space(**options)
