@@ -101,11 +101,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
         aim: Resources whose target the search aims at rather than only stays under
             (`"latency"`, `"sram"`, `"flash"`): their penalty is two-sided, so a cost below
             its target is pushed up too, within `margin` of it (the absolute-value reward of
-            TuNAS, which keeps a one-sided search from collapsing to small networks); within
-            that band the penalty leaves the choice to the accuracy. The search then chooses
-            how to spend the budget, not whether to. In the search's last epoch an aimed
-            target is a limit, so the architecture settles under it instead of being pushed
-            back and forth across it. Defaults to `()`.
+            TuNAS, which keeps a one-sided search from collapsing to small networks). The
+            search then chooses how to spend the budget, not whether to. Defaults to `()`.
         entropy_weight: Weight of the decisions' mean normalised entropy (`decision_entropy`)
             in the loss. Decisions the accuracy is indifferent to (a block whose keeping barely
             changes the loss) otherwise random-walk and end the search undecided; this makes
@@ -126,8 +123,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
     def __init__(self, device=None, sram_bytes=None, flash_bytes=None, latency_ms=None,
                  backbone=None, warmup_epochs=0, temperature=None, adapt_rate=0.02,
                  margin=0.05, arch_optimizer="adam", arch_learning_rate=0.02, arch_data=None,
-                 smoothness=mcosts.SRAM_SMOOTHNESS, straight_through=True, aim=(), entropy_weight=0.0,
-                 verbose=0):
+                 smoothness=mcosts.SRAM_SMOOTHNESS, straight_through=True, aim=(),
+                 entropy_weight=0.0, verbose=0):
         super().__init__()
         self.device = devices.get_device(device) if device is not None else None
         targets = {
@@ -196,9 +193,6 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self._offsets = mcosts.Costs(*(tf.Variable(0.0, trainable=False, name=f"offset_{f}")
                                        for f in ("ops", "flash", "sram", "planned", "persistent")))
         self._enabled = tf.Variable(0.0, trainable=False, name="penalty_enabled")
-        # 1 while aimed targets are aimed at; 0 in the search's last epoch, where they are
-        # limits, so the architecture settles under them instead of being pushed across.
-        self._aiming = tf.Variable(1.0, trainable=False, name="aiming")
         # The device's latency over its ops-only form at the argmax architecture, refreshed
         # with the offsets: the expected ops carry the gradient, this ratio the level.
         self._latency_scale = tf.Variable(1.0, trainable=False, name="latency_scale")
@@ -226,24 +220,18 @@ class ResourceRegularizer(keras.callbacks.Callback):
         for name, value in expected.items():
             self._costs[name].assign(tf.cast(value, tf.float32))
         total = tf.constant(0.0)
-        for name in self.targets:
-            total += self._strengths[name] * tf.nn.relu(
-                self._violation(name, expected[name], self._aiming))
+        for name, target in self.targets.items():
+            relative = expected[name] / (target * (1.0 - self.margin)) - 1.0
+            total += self._strengths[name] * (tf.abs(relative) if name in self.aim
+                                              else tf.nn.relu(relative))
         if self.entropy_weight:
             total += self.entropy_weight * decision_entropy(self._searchable)
         return self._enabled * total
 
-    def _violation(self, name, cost, aiming):
-        """How far a cost is from what its penalty accepts (> 0: penalised, the strength grows).
-
-        A limit accepts costs up to `margin` under its target; an aimed target, while `aiming`
-        is 1, accepts the band within `margin` of that point, where the penalty leaves the
-        choice to the accuracy.
-        """
+    def _violation(self, name, cost):
+        """How far a cost is from what its penalty accepts (> 0: the strength grows)."""
         relative = cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
-        if name not in self.aim:
-            return relative
-        return aiming * (abs(relative) - self.margin) + (1.0 - aiming) * relative
+        return abs(relative) - self.margin if name in self.aim else relative
 
     def on_train_begin(self, logs=None):
         self._searchable = mlayers.searchable_layers(self.model)
@@ -329,8 +317,6 @@ class ResourceRegularizer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         warm = epoch < self.warmup_epochs
         self._enabled.assign(0.0 if warm else 1.0)
-        epochs = self.params.get("epochs", 1)
-        self._aiming.assign(0.0 if epoch == epochs - 1 > self.warmup_epochs else 1.0)
         if self._step_enabled == warm:
             self._step_enabled = not warm
             if self._traced_per_switch:
@@ -352,8 +338,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
         if self._enabled.numpy() > 0:
             for name in self.targets:
                 strength = self._strengths[name]
-                strength.assign(max(0.0, float(strength.numpy()) + self.adapt_rate * (
-                    self._violation(name, costs[name], float(self._aiming.numpy())))))
+                strength.assign(max(0.0, float(strength.numpy())
+                                    + self.adapt_rate * self._violation(name, costs[name])))
         if logs is not None:
             logs.update(self._figures(costs))
 

@@ -168,19 +168,11 @@ def load(data_dir, split, cache_dir=None, machine=None, validation_share=0.1, ma
 def training_dataset(split, batch_size, seed, augment=True, mixup=0.0, in_memory=False):
     """Training batches of anomaly-detection windows, with optional mixup.
 
-    Args:
-        split: an AD `Split`.
-        batch_size: examples per batch.
-        seed: seed of shuffling and mixup.
-        augment: False for plain shuffled batches.
-        mixup: alpha of the Beta distribution of mixup weights (MicroNets uses 0.3); 0 turns
-            mixup off. With mixup the labels are one-hot float vectors (use categorical
-            cross-entropy), otherwise integer IDs. Defaults to 0.
-        in_memory: read the cached windows into RAM instead of streaming them. Defaults to
-            False.
-
-    Returns:
-        A `tf.data.Dataset` of (x, y) batches.
+    The reader's side of `mnas.datasets.training_dataset` (which documents `split`,
+    `batch_size`, `seed`, `augment` and `in_memory`). `mixup` is the alpha of the Beta
+    distribution of mixup weights (MicroNets uses 0.3; 0, the default, turns mixup off); with
+    mixup the labels are one-hot float vectors (use categorical cross-entropy), otherwise
+    integer IDs.
     """
     import tensorflow as tf
 

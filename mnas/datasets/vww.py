@@ -161,18 +161,9 @@ def _to_float(pixels):
 def training_dataset(split, batch_size, seed, augment=True, min_crop=0.8, in_memory=False):
     """Training batches of images with random horizontal flips and crops.
 
-    Args:
-        split: a VWW `Split`.
-        batch_size: examples per batch.
-        seed: seed of shuffling and augmentation.
-        augment: False for plain shuffled batches.
-        min_crop: crops keep a random side between `min_crop` and 1 of the image and are
-            resized back. Defaults to 0.8.
-        in_memory: read the cached pixels into RAM instead of streaming them. Defaults to
-            False.
-
-    Returns:
-        A `tf.data.Dataset` of (x, y) batches.
+    The reader's side of `mnas.datasets.training_dataset` (which documents `split`,
+    `batch_size`, `seed`, `augment` and `in_memory`). Crops keep a random side between
+    `min_crop` (default 0.8) and 1 of the image and are resized back.
     """
     import tensorflow as tf
 
