@@ -122,6 +122,7 @@ class Throughput(keras.callbacks.Callback):
 
 def train(split, epochs, batch_size, seed, in_memory=False):
     """Trains a small DS-CNN on `split`; returns the steady-state examples/s of each epoch."""
+    keras.backend.clear_session()  # The previous rounds' models and graphs are not kept.
     keras.utils.set_random_seed(seed)
     model = mnas.build(mnas.get_architecture("ds_cnn_s"))
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
