@@ -10,9 +10,10 @@ from the cache with epochs of the same pipeline over arrays held in RAM, alterna
 (`--rounds` of each, medians compared, so that a change of the machine's load hits both). The
 dataset and the cache are deleted at the end unless `--keep`.
 
-Prints the figures, and last `peak_rss_mb=<x>`: the peak resident memory of the process that
-caches and trains (the generator's child process is not counted), which includes the cache
-pages it has mapped.
+Prints the figures, and last `peak_rss_mb=<x>`: the peak resident memory of the process over
+the caching and the two training epochs (the generator's child process is not counted), which
+includes the cache pages it has mapped. The comparison on the subset comes after, and holds its
+arrays in RAM by design: its peak is printed on a line of its own.
 
     python benchmarks/data_scale.py [--clips 100000] [--root /tmp/mnas-data-scale]
 """
@@ -174,6 +175,7 @@ def main():
               f"examples in {time.time() - started:.0f} s; steady state "
               + ", ".join(f"{r:.0f}" for r in rates) + " examples/s per epoch; peak RSS "
               f"{peak_rss_mb():.0f} MB", flush=True)
+        streaming_peak = peak_rss_mb()
         subset = kws.load(data, "train", cache_dir=cache_dir,
                           max_per_class=args.in_ram_per_class)
         streamed, in_ram = [], []
@@ -183,12 +185,13 @@ def main():
         print(f"subset of {len(subset):,} examples, examples/s per epoch: streamed from the "
               f"cache {', '.join(f'{r:.0f}' for r in streamed)}; in RAM "
               f"{', '.join(f'{r:.0f}' for r in in_ram)}")
+        print(f"peak RSS after the subset comparison (arrays in RAM): {peak_rss_mb():.0f} MB")
         print(f"examples_per_s_cache={np.mean(rates):.0f}")
         print(f"cache_vs_ram_throughput={np.median(streamed) / np.median(in_ram):.3f}")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"peak_rss_mb={peak_rss_mb():.0f}")
+    print(f"peak_rss_mb={streaming_peak:.0f}")
 
 
 if __name__ == "__main__":
