@@ -66,8 +66,7 @@ def cmsis_features(inputs, settings):
 
     mfcc = isinstance(settings, features.MfccSettings)
     count = settings.shape[0] if mfcc else settings.window_frames
-    index = (np.arange(count) * settings.hop_samples)[:, None] + np.arange(
-        settings.frame_samples)[None, :]
+    index = settings.frame_index(count)
     out = []
     for samples in inputs:
         db = cmsis_mel_db(samples[index], settings)

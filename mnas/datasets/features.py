@@ -25,6 +25,11 @@ class _Framing:
     def hop_samples(self):
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
+    def frame_index(self, frames):
+        """(frames, frame_samples) indices of `frames` consecutive frames of a signal."""
+        return (np.arange(frames) * self.hop_samples)[:, None] + np.arange(
+            self.frame_samples)[None, :]
+
     def _validate_fft(self):
         if self.n_fft < self.frame_samples or self.n_fft & (self.n_fft - 1):
             raise ValueError(
@@ -175,8 +180,7 @@ def mel_db(waves, settings=MfccSettings(), chunk=256):
         raise ValueError(
             f"Invalid value for `waves`: expected signals of at least {settings.frame_samples} "
             f"samples, received shape {waves.shape}.")
-    starts = np.arange(frames) * settings.hop_samples
-    index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
+    index = settings.frame_index(frames)
     return np.concatenate(
         [_mel_db(waves[i:i + chunk][:, index], settings).astype(np.float32)
          for i in range(0, len(waves), chunk)]
@@ -212,9 +216,7 @@ def mfcc(waves, settings=MfccSettings(), chunk=256):
             f"Invalid value for `waves`: expected clips of {settings.clip_samples} samples, "
             f"received shape {waves.shape}."
         )
-    frames = settings.shape[0]
-    starts = np.arange(frames) * settings.hop_samples
-    index = starts[:, None] + np.arange(settings.frame_samples)[None, :]
+    index = settings.frame_index(settings.shape[0])
     parts = [mfcc_of_mel_db(_mel_db(batch[i:i + chunk][:, index], settings), settings)[..., None]
              for i in range(0, len(batch), chunk)]
     out = np.concatenate(parts) if parts else np.zeros((0,) + settings.shape)
@@ -301,9 +303,7 @@ def log_mel_windows(wave, settings=LogMelSettings()):
     frames = 1 + (len(wave) - settings.frame_samples) // settings.hop_samples
     if len(wave) < settings.window_samples:
         return np.zeros((0,) + settings.shape, np.float32)
-    index = (np.arange(frames) * settings.hop_samples)[:, None] + np.arange(
-        settings.frame_samples)[None, :]
-    log_mel = log_mel_frames(wave[index], settings)
+    log_mel = log_mel_frames(wave[settings.frame_index(frames)], settings)
     starts = range(0, frames - settings.window_frames + 1, settings.window_hop)
     windows = np.stack([log_mel[s : s + settings.window_frames] for s in starts])
     return block_mean(windows, settings.size)[..., None].astype(np.float32)
