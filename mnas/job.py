@@ -84,7 +84,8 @@ class _Run(rundata.RunData):
         return os.path.join(self.out, *parts)
 
     def load_state(self):
-        return rundir.State.load(self.path("state.json"), runconfig.resolved(self.config))
+        return rundir.State.load(self.path("state.json"), runconfig.resolved(self.config),
+                                 defaults=runconfig.resolved_defaults())
 
     def save_state(self):
         self.state.save(self.config.to_json())

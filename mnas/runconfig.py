@@ -203,6 +203,12 @@ def check_writable(path):
             f"({existing} {problem}).")
 
 
+def resolved_defaults():
+    """The settings' default values, for runs stored before a setting existed."""
+    return {f.name: f.default for f in dataclasses.fields(Config)
+            if f.default is not dataclasses.MISSING and f.name not in COSMETIC}
+
+
 def resolved(config):
     """The resolved values that a run's results depend on (JSON values), for comparison."""
     values = {k: v for k, v in config.to_json().items() if k not in COSMETIC}

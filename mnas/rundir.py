@@ -122,13 +122,15 @@ class State:
         self.finished = dict(finished or {})
 
     @classmethod
-    def load(cls, path, settings, ignore=()):
+    def load(cls, path, settings, ignore=(), defaults=None):
         """The state at `path`, or a fresh one; refuses a run with other settings.
 
         Args:
             path: `state.json` of the run.
             settings: The resolved settings (JSON values) of the run being started.
             ignore: Settings that change no result, so may differ on a resume.
+            defaults: Default values of settings: a setting that the stored state lacks (a run
+                started before the setting existed) counts as its default. Defaults to None.
 
         Raises:
             CorruptRunFileError: The file is damaged or not a state of mnas.
@@ -142,7 +144,7 @@ class State:
             raise errors.CorruptRunFileError(
                 f"Damaged run state {path}: expected an object with `settings` and `finished`, "
                 f"received {json.dumps(state)[:60]}; remove it, or {RESTART_HINT}.")
-        before = state["settings"]
+        before = dict(defaults or {}, **state["settings"])
         changed = sorted(k for k in set(before) | set(settings)
                          if k not in ignore and before.get(k) != settings.get(k))
         if changed:

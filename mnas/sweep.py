@@ -184,10 +184,10 @@ def define_flags():
     from mnas import train
 
     train.define_flags()
-    for name in _SWEPT:
+    for name in _SWEPT[1:]:
         delattr(flags.FLAGS, name)
     flags.DEFINE_list("devices", [], "Devices of the sweep (names such as STM32F446RE or S, M, "
-                      "L, or JSON profile paths). Defaults to the flagfile's device only.")
+                      "L, or JSON profile paths). Defaults to --device (a flagfile's) only.")
     flags.DEFINE_list("sram_bytes", [], "SRAM sizes (bytes) of the sweep, each a point with "
                       "every device and latency. Defaults to the devices' own.")
     flags.DEFINE_list("latency_ms", [], "Latency budgets (ms) of the sweep. Defaults to none.")
@@ -226,7 +226,8 @@ def main(argv):
     values = flags.FLAGS
     out_dir = values.out_dir or os.path.join("runs", f"{values.task}_sweep")
     os.makedirs(out_dir, exist_ok=True)
-    points = grid(values.devices, values.sram_bytes, values.latency_ms)
+    devices = values.devices or ([values.device] if values.device else [])
+    points = grid(devices, values.sram_bytes, values.latency_ms)
     common = _common_args(values)
     print(f"sweep of {len(points)} points and {len(values.baselines)} baselines into {out_dir}",
           flush=True)

@@ -53,6 +53,13 @@ def test_state_resumes_the_same_settings_and_refuses_others(tmp_path):
                        match=r"holds a run with other settings \(seed=0, now 1\)"):
         rundir.State.load(path, {"task": "kws", "seed": 1})
     assert rundir.State.load(path, {"task": "kws", "seed": 1}, ignore=("seed",))
+    # A setting added since the run started counts as its default there.
+    newer = {"task": "kws", "seed": 0, "margin": 0.0}
+    assert rundir.State.load(path, newer, defaults={"margin": 0.0}).finished == {"search": 1.5}
+    with pytest.raises(errors.RunDirectoryError, match=r"\(margin=None, now 0.5\)"):
+        rundir.State.load(path, dict(newer, margin=0.5))
+    with pytest.raises(errors.RunDirectoryError, match=r"\(margin=0.0, now 0.5\)"):
+        rundir.State.load(path, dict(newer, margin=0.5), defaults={"margin": 0.0})
 
 
 @pytest.mark.parametrize("content", ["{}", '{"settings": {"seed": 0}, "fini', "[1]", "\xff"])

@@ -51,7 +51,7 @@ def test_write_pareto_writes_table_markdown_and_plot(tmp_path):
 def test_sweep_runs_each_point_then_resumes_only_what_is_unfinished(tiny_ad_flags, tmp_path):
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "mnas.sweep", *tiny_ad_flags, f"--out_dir={out}",
-               "--search=random", "--search_trials=1", "--devices=STM32F446RE",
+               "--search=random", "--search_trials=1", "--device=STM32F446RE",
                "--sram_bytes=40000,60000"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr
