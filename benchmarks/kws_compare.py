@@ -8,7 +8,8 @@ experiments/kws_demo.flags), at four budgets, for each seed:
 - `widest`: the widest architecture of the space that fits (uniform width, narrowed until the
   exact estimator says it fits; no search);
 - DS-CNN S/M/L and MicroNet KWS-S/M/L (`mnas.get_architecture`), trained once per seed and
-  listed at the budgets they fit.
+  listed at the budgets they fit; one that fits none of the budgets by the exact estimates of
+  its untrained model is not trained (a line says why).
 Every model then gets the same final training, QAT and TFLite Micro verification (`mnas.job`).
 
 Prints one table (method, budget, int8 accuracy mean and spread over seeds, float accuracy,
@@ -18,7 +19,8 @@ the best published architecture's that fits) and last `dnas_margin_min=<x>` (the
 over budgets, of DNAS's mean int8 accuracy minus the best other search method's).
 
 Usage:
-    python benchmarks/kws_compare.py --quick                 # one seed, fewer epochs
+    python benchmarks/kws_compare.py --quick                 # one seed, fewer epochs, one budget
+    python benchmarks/kws_compare.py --quick --budgets=F446RE_100ms,F446RE_250ms  # two budgets
     python benchmarks/kws_compare.py --data_dir=data/embedded/kws --seeds=0,1,2
 
 Runs go to --out_dir, one folder each; a run finished before is reused (each resumes).
@@ -59,10 +61,12 @@ def _define_flags():
                         "Embedded keyword data (make data).")
     flags.DEFINE_string("out_dir", os.path.join(ROOT, "runs", "kws_compare"), "Runs folder.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (--quick: the first only).")
-    flags.DEFINE_list("budgets", list(BUDGETS), "Budgets to run, among " + ", ".join(BUDGETS))
+    flags.DEFINE_list("budgets", list(BUDGETS), "Budgets to run, among " + ", ".join(BUDGETS)
+                      + " (--quick: the first only, unless given).")
     flags.DEFINE_list("published", list(PUBLISHED), "Published architectures to compare.")
-    flags.DEFINE_bool("quick", False, "One seed and fewer epochs: "
-                      + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ".")
+    flags.DEFINE_bool("quick", False, "One seed, fewer epochs ("
+                      + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+                      + ") and the demo's budget only, unless --budgets is given.")
 
 
 def _config(out_dir, data_dir, recipe, seed, budget=None, **changes):
@@ -113,16 +117,22 @@ def _row(method, budget, report, search_seconds, fits=None, latency_ms=None):
             "search_s": search_seconds, "fits": report["fits"] if fits is None else fits}
 
 
-def _published_fit(folder, report, budget):
-    """Whether a trained published model fits `budget`, and its latency on that device."""
-    from mnas import devices, export
+def _budget_device(budget):
+    """The device of `budget` with its SRAM size, and its latency budget."""
+    import dataclasses
+
+    from mnas import devices
 
     device_name, sram, latency = BUDGETS[budget]
     device = devices.get_device(device_name)
-    if sram is not None:
-        import dataclasses
+    return (device if sram is None else dataclasses.replace(device, sram_bytes=sram)), latency
 
-        device = dataclasses.replace(device, sram_bytes=sram)
+
+def _published_fit(folder, report, budget):
+    """Whether a trained published model fits `budget`, and its latency on that device."""
+    from mnas import export
+
+    device, latency = _budget_device(budget)
     # The device's per-operator latency over the flatbuffer, as the job's own fit check.
     fit = export.check_fit(os.path.join(folder, "model.tflite"), device,
                            report["measured"]["arena_bytes"],
@@ -131,10 +141,30 @@ def _published_fit(folder, report, budget):
     return fit.fits, fit.latency_ms
 
 
+def _fits_any(name, budgets):
+    """Whether the published architecture `name` fits one of `budgets`, by the exact estimates
+    of its untrained model: one that fits none is not trained."""
+    from mnas import arch, export, get_architecture
+
+    spec = get_architecture(name)
+    model = arch.build(spec)
+    misses = []
+    for budget in budgets:
+        device, latency = _budget_device(budget)
+        fit = export.check_fit_keras(model, device, backbone=spec.backbone or "default",
+                                     latency_budget_ms=latency)
+        if fit.fits:
+            return True
+        misses.append(f"{budget}: {'; '.join(fit.failures)}")
+    print(f"{name}: fits none of the budgets, not trained ({' | '.join(misses)})", flush=True)
+    return False
+
+
 def run_all(values):
     recipe = dict(RECIPE, **(QUICK if values.quick else {}))
     seeds = [int(s) for s in values.seeds][:1 if values.quick else None]
     out = values.out_dir
+    published = [name for name in values.published if _fits_any(name, values.budgets)]
     rows = []
     for seed in seeds:
         for budget in values.budgets:
@@ -158,7 +188,7 @@ def run_all(values):
             widest = _config(widest.out_dir, values.data_dir, recipe, seed, budget, arch=path)
             rows.append(_row("widest", budget, _run(widest, log)[0], round(seconds, 1)))
             _say_progress(rows[-4:], seed)
-        for name in values.published:
+        for name in published:
             folder = os.path.join(out, f"seed{seed}", "published", name)
             config = _config(folder, values.data_dir, recipe, seed, arch=name)
             report, _ = _run(config, os.path.join(out, f"seed{seed}", "published_log.txt"))
@@ -242,6 +272,8 @@ def main(argv):
         print(f"error: Invalid value for `data_dir`: expected the embedded keyword data "
               f"(make data), received {values.data_dir!r}, which does not exist.")
         return 1
+    if values.quick and not values["budgets"].present:
+        values.budgets = list(BUDGETS)[:1]
     started = time.time()
     rows = run_all(values)
     table = summarize(rows, values.budgets)

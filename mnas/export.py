@@ -344,3 +344,17 @@ def check_fit(tflite_bytes, device, arena_bytes=None, *, ops=None, backbone="def
         ops = estimate.estimate_model_info(info).ops
     return _fit(device, arena_bytes, len(data), ops, backbone, latency_budget_ms, info)
 
+
+def check_fit_keras(model, device, *, backbone="default", latency_budget_ms=None):
+    """`check_fit` for a plain Keras model before training or conversion.
+
+    The arena, flatbuffer and operators are the exact estimator's
+    (`mnas.hardware.estimate.estimate_keras`), which match TFLite Micro and the converter;
+    the arguments are `check_fit`'s.
+    """
+    from mnas.hardware import keras_graph
+
+    info, tflite_bytes = keras_graph.keras_model_info(model)
+    found = estimate.estimate_model_info(info)
+    return _fit(device, found.arena_bytes, tflite_bytes, found.ops, backbone, latency_budget_ms,
+                info)

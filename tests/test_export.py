@@ -225,6 +225,18 @@ def test_fit_uses_the_measured_arena_and_fails_a_small_budget(ptq):
     assert counted.latency_ms == pytest.approx(counted.ops / 1e3)
 
 
+def test_fit_of_a_keras_model_before_conversion_is_the_converted_models(task, ptq):
+    model = task[0]
+    for device, budget in (("STM32F446RE", None), ("STM32F746ZG", 0.001)):
+        before = export.check_fit_keras(model, device, latency_budget_ms=budget)
+        after = export.check_fit(ptq, device, latency_budget_ms=budget)
+        assert before.arena_bytes == after.arena_bytes == tflm.arena_usage(ptq).total_bytes
+        assert before.tflite_bytes == pytest.approx(len(ptq), rel=0.02)
+        assert before.ops == after.ops
+        assert before.latency_ms == pytest.approx(after.latency_ms, rel=1e-6)
+        assert before.fits == after.fits == (budget is None)
+
+
 def every_supported_layer_model():
     layers = keras.layers
     inputs = keras.Input((8, 6, 1))
