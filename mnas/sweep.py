@@ -27,8 +27,8 @@ from absl import flags
 _SWEPT = ("device", "sram_bytes", "latency_ms", "out_dir")
 COLUMNS = ("point", "kind", "device", "sram_budget_bytes", "latency_budget_ms", "int8",
            "float", "arena_bytes", "flash_bytes", "ops", "latency_ms", "fits", "front")
-_RESOURCES = (("arena_bytes", "arena (bytes)"), ("flash_bytes", "flatbuffer (bytes)"),
-              ("latency_ms", "estimated latency (ms)"))
+_RESOURCES = (("arena_bytes", "arena (KB)"), ("flash_bytes", "flatbuffer (KB)"),
+              ("latency_ms", "estimated latency on the point's device (ms)"))
 
 
 def grid(devices=(None,), sram_bytes=(None,), latency_ms=(None,)):
@@ -156,22 +156,35 @@ def _cell(value):
     return "" if value is None else (f"{value:,}" if isinstance(value, int) else str(value))
 
 
+def _label(row):
+    """A searched point's short label: its device, and its SRAM and latency budgets if swept."""
+    parts = [row["device"].removeprefix("STM32")]
+    if "sram_bytes-" in row["point"]:
+        parts.append(f"{row['sram_budget_bytes'] / 1024:.0f} KB")
+    if row["latency_budget_ms"]:
+        parts.append(f"{row['latency_budget_ms']:g} ms")
+    return " ".join(parts)
+
+
 def _plot(searched, baselines, path):
     from mnas import plots
 
     figure, axes = plots.plt.subplots(1, len(_RESOURCES), figsize=(5 * len(_RESOURCES), 4),
                                       sharey=True)
     for ax, (resource, label) in zip(axes, _RESOURCES):
+        scale = 1024 if resource.endswith("_bytes") else 1
+        x = lambda rows: [r[resource] / scale for r in rows]  # noqa: E731
         if searched:
-            ax.scatter([r[resource] for r in searched], [r["int8"] for r in searched],
-                       marker="o", color="tab:blue", label="searched")
+            ax.scatter(x(searched), [r["int8"] for r in searched], marker="o", color="tab:blue",
+                       label="searched")
             front = front_2d(searched, resource)
-            ax.step([r[resource] for r in front], [r["int8"] for r in front], where="post",
-                    color="tab:blue", linestyle="--", label="front")
-            for r in searched:
-                ax.annotate(r["point"], (r[resource], r["int8"]), fontsize=6)
+            ax.step(x(front), [r["int8"] for r in front], where="post", color="tab:blue",
+                    linestyle="--", label="front")
+            for r, at in zip(searched, x(searched)):
+                ax.annotate(_label(r), (at, r["int8"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
         for r in baselines:
-            ax.scatter([r[resource]], [r["int8"]], marker="s", label=r["point"])
+            ax.scatter(x([r]), [r["int8"]], marker="s", label=r["point"])
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("int8 accuracy")
