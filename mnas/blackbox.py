@@ -111,6 +111,10 @@ def _tuner_class():
             self.max_trained = max_trials
             self.seconds = seconds
             self.log = log
+            # Wall-clock seconds of the search so far (the oracle's own time included),
+            # carried over from an interrupted search's last record.
+            records = self.records()
+            self.before = records[-1].get("elapsed", 0.0) if records else 0.0
             self.started = time.time()
             self.cache = {}
             with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ...".
@@ -122,13 +126,13 @@ def _tuner_class():
             with open(self.log) as f:
                 return [json.loads(line) for line in f if line.strip()]
 
-        def spent_seconds(self):
-            return sum(r["seconds"] for r in self.records())
+        def elapsed(self):
+            return self.before + time.time() - self.started
 
         def pre_create_trial(self):
             trained = sum(r["fits"] for r in self.records())
             out_of_trials = self.max_trained is not None and trained >= self.max_trained
-            out_of_time = self.seconds is not None and self.spent_seconds() >= self.seconds
+            out_of_time = self.seconds is not None and self.elapsed() >= self.seconds
             if out_of_trials or out_of_time:
                 # The oracle stops (returns STOPPED trials) once it holds `max_trials`.
                 self.oracle.max_trials = len(self.oracle.trials)
@@ -142,7 +146,8 @@ def _tuner_class():
             score = self.evaluate(picks, trial.trial_id) if fits else _REJECTED_SCORE
             record = {"trial": trial.trial_id, "picks": picks, "fits": fits,
                       OBJECTIVE: score, "costs": costs,
-                      "seconds": round(time.time() - started, 2)}
+                      "seconds": round(time.time() - started, 2),
+                      "elapsed": round(self.elapsed(), 2)}
             with open(self.log, "a") as f:
                 f.write(json.dumps(record) + "\n")
             return {OBJECTIVE: score}
@@ -164,8 +169,8 @@ def search(model, evaluate, targets, *, method="random", device=None, backbone=N
         device: A `Device`, needed for a latency target.
         backbone: Backbone of the latency model. Defaults to the supernet's.
         max_trials: Trained (feasible) trials to run at most. Defaults to `None`.
-        seconds: Wall-clock seconds of trials (rejections included) after which no trial
-            starts. Defaults to `None`. At least one of `max_trials` and `seconds` is needed.
+        seconds: Wall-clock seconds of the search (the oracle's own time and rejections
+            included) after which no trial starts. Defaults to `None`. At least one of `max_trials` and `seconds` is needed.
         directory: Folder of the tuner's state and `trials.jsonl` (one line per trial); a
             search started again in it resumes.
         seed: Seed of the oracle. Defaults to `0`.
@@ -173,7 +178,7 @@ def search(model, evaluate, targets, *, method="random", device=None, backbone=N
 
     Returns:
         A dict: `picks` and `val_accuracy` of the best trained trial, `trials` (all records),
-        `trained`, `rejected` and `seconds` (spent on trials).
+        `trained`, `rejected` and `seconds` (wall clock, up to the last trial's end).
 
     Raises:
         ValueError: Neither budget given, or an unknown method.
@@ -206,7 +211,7 @@ def search(model, evaluate, targets, *, method="random", device=None, backbone=N
     best = max(trained, key=lambda r: r[OBJECTIVE])
     return {"picks": best["picks"], OBJECTIVE: best[OBJECTIVE], "trials": records,
             "trained": len(trained), "rejected": len(records) - len(trained),
-            "seconds": round(sum(r["seconds"] for r in records), 1)}
+            "seconds": round(records[-1].get("elapsed", 0.0), 1)}
 
 
 def run_search(run, space, targets):
@@ -263,7 +268,7 @@ def run_search(run, space, targets):
     costs = derivation.exact_costs(supernet, found["picks"], run.device, space.backbone)
     summary = {"method": config.search, "picks": found["picks"], "exact_costs": costs,
                OBJECTIVE: found[OBJECTIVE], "trained": found["trained"],
-               "rejected": found["rejected"], "trial_seconds": found["seconds"]}
+               "rejected": found["rejected"], "seconds": found["seconds"]}
     export.write_atomic(run.path("search", "search.json"), json.dumps(summary, indent=2))
     export.write_atomic(run.path("arch.json"), json.dumps(spec.to_json(), indent=2))
     say(f"best of {found['trained']} trained trials ({found['rejected']} rejected by the "
