@@ -170,7 +170,8 @@ def search(model, evaluate, targets, *, method="random", device=None, backbone=N
         backbone: Backbone of the latency model. Defaults to the supernet's.
         max_trials: Trained (feasible) trials to run at most. Defaults to `None`.
         seconds: Wall-clock seconds of the search (the oracle's own time and rejections
-            included) after which no trial starts. Defaults to `None`. At least one of `max_trials` and `seconds` is needed.
+            included) after which no trial starts. Defaults to `None`. At least one of
+            `max_trials` and `seconds` is needed.
         directory: Folder of the tuner's state and `trials.jsonl` (one line per trial); a
             search started again in it resumes.
         seed: Seed of the oracle. Defaults to `0`.

@@ -197,7 +197,7 @@ def define_flags():
     from mnas import train
 
     train.define_flags()
-    for name in _SWEPT[1:]:
+    for name in ("sram_bytes", "latency_ms", "out_dir"):  # Lists, or the sweep's own folder.
         delattr(flags.FLAGS, name)
     flags.DEFINE_list("devices", [], "Devices of the sweep (names such as STM32F446RE or S, M, "
                       "L, or JSON profile paths). Defaults to --device (a flagfile's) only.")
