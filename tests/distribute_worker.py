@@ -70,10 +70,14 @@ def search(strategy, checkpoint_dir=None, stop_after=None, initial_epoch=0):
                  for k, s in regularizer.state_variables.items() if k in regularizer.targets}
     temperatures = sorted({float(t) for layer in mnas.searchable_layers(model)
                            for t in strategy.experimental_local_results(layer.temperature)})
-    expected = mnas.expected_costs(model).numpy()
+    # The closed forms at the probabilities: continuous in them, unlike the exact correction,
+    # which is taken at the argmax.
+    expected = mnas.costs.smooth_costs(model).numpy()
     return {"replicas": strategy.num_replicas_in_sync, "strengths": strengths,
             "history": history.epochs,
             "temperatures": temperatures, "widths": mnas.derive(model).widths(),
+            "probabilities": [[float(p) for p in layer.probabilities().numpy()]
+                              for layer in mnas.searchable_layers(model)],
             "sram": float(expected.sram_bytes), "flash": float(expected.flash_bytes),
             "ops": float(expected.ops)}
 

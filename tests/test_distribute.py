@@ -57,16 +57,27 @@ def test_mirrored_search_matches_one_device(tmp_path):
             assert strengths[name] == pytest.approx(single["history"][epoch][name],
                                                     rel=0.01, abs=1e-6), (name, epoch)
     assert mirrored["temperatures"] == single["temperatures"] == [1.0]
-    assert mirrored["widths"] == single["widths"]
-    for cost in ("sram", "flash", "ops"):
-        assert mirrored[cost] == pytest.approx(single[cost], rel=0.01), cost
+    assert_same_search(mirrored, single)
     # Resumed from the checkpoint of epoch 2: the run ends where the uninterrupted one did.
     resumed = result["resumed"]
     for name, values in resumed["strengths"].items():
         assert values[0] == values[1]
         assert values[0] == pytest.approx(mirrored["strengths"][name][0], rel=0.01), name
-    assert resumed["widths"] == mirrored["widths"]
-    assert resumed["sram"] == pytest.approx(mirrored["sram"], rel=0.01)
+    assert_same_search(resumed, mirrored)
+
+
+def assert_same_search(a, b, tolerance=0.02):
+    """The same probabilities (within `tolerance`), expected costs (within 1%) and derived
+    widths. Float sums in another order can tip a decision whose two leading options are
+    within `tolerance` of each other: its argmax, and so the widths, may then differ."""
+    tied = False
+    for p, q in zip(a["probabilities"], b["probabilities"], strict=True):
+        assert p == pytest.approx(q, abs=tolerance)
+        top = sorted(p)[-2:]
+        tied |= top[1] - top[0] < 2 * tolerance
+    assert tied or a["widths"] == b["widths"]
+    for cost in ("sram", "flash", "ops"):
+        assert a[cost] == pytest.approx(b[cost], rel=0.01), cost
 
 
 def free_port():
