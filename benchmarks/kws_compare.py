@@ -21,6 +21,7 @@ over budgets, of DNAS's mean int8 accuracy minus the best other search method's)
 Usage:
     python benchmarks/kws_compare.py --quick                 # one seed, fewer epochs, one budget
     python benchmarks/kws_compare.py --quick --budgets=F446RE_100ms,F446RE_250ms  # two budgets
+    python benchmarks/kws_compare.py --quick --seeds=0,1,2   # three seeds of the quick recipe
     python benchmarks/kws_compare.py --data_dir=data/embedded/kws --seeds=0,1,2
 
 Runs go to --out_dir, one folder each; a run finished before is reused (each resumes).
@@ -60,13 +61,15 @@ def _define_flags():
     flags.DEFINE_string("data_dir", os.path.join(ROOT, "data", "embedded", "kws"),
                         "Embedded keyword data (make data).")
     flags.DEFINE_string("out_dir", os.path.join(ROOT, "runs", "kws_compare"), "Runs folder.")
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (--quick: the first only).")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (--quick: the first only, unless "
+                      "given).")
     flags.DEFINE_list("budgets", list(BUDGETS), "Budgets to run, among " + ", ".join(BUDGETS)
                       + " (--quick: the first only, unless given).")
     flags.DEFINE_list("published", list(PUBLISHED), "Published architectures to compare.")
-    flags.DEFINE_bool("quick", False, "One seed, fewer epochs ("
+    flags.DEFINE_bool("quick", False, "Fewer epochs ("
                       + ", ".join(f"{k}={v}" for k, v in QUICK.items())
-                      + ") and the demo's budget only, unless --budgets is given.")
+                      + "), and one seed and the demo's budget unless --seeds / --budgets "
+                        "are given.")
 
 
 def _config(out_dir, data_dir, recipe, seed, budget=None, **changes):
@@ -162,7 +165,7 @@ def _fits_any(name, budgets):
 
 def run_all(values):
     recipe = dict(RECIPE, **(QUICK if values.quick else {}))
-    seeds = [int(s) for s in values.seeds][:1 if values.quick else None]
+    seeds = [int(s) for s in values.seeds]
     out = values.out_dir
     published = [name for name in values.published if _fits_any(name, values.budgets)]
     rows = []
@@ -274,6 +277,8 @@ def main(argv):
         return 1
     if values.quick and not values["budgets"].present:
         values.budgets = list(BUDGETS)[:1]
+    if values.quick and not values["seeds"].present:
+        values.seeds = values.seeds[:1]
     started = time.time()
     rows = run_all(values)
     table = summarize(rows, values.budgets)

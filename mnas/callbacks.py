@@ -108,6 +108,13 @@ class ResourceRegularizer(keras.callbacks.Callback):
             changes the loss) otherwise random-walk and end the search undecided; this makes
             them commit, as the zero-one loss of Fair DARTS does. Its gradient grows as the
             temperature falls. Defaults to `0.0`.
+        option_costs: Penalise each option of each decision by the costs the argmax
+            architecture would have with that option chosen (exact for ops and flash, to first
+            order for SRAM), weighted by its probability, instead of the argmax's costs alone.
+            The straight-through penalty's gradient is the same where the costs are linear, but
+            it vanishes once the argmax fits: the decision at the budget's edge then see-saws
+            between the option over it and the one under it and ends undecided. This one keeps
+            pushing the option that does not fit down. Defaults to `False`.
         verbose: Print a line per epoch with the expected costs. Defaults to `0`.
 
     Logs (per batch and per epoch): `expected_sram_bytes`, `expected_flash_bytes`,
@@ -124,7 +131,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
                  backbone=None, warmup_epochs=0, temperature=None, adapt_rate=0.02,
                  margin=0.05, arch_optimizer="adam", arch_learning_rate=0.02, arch_data=None,
                  smoothness=mcosts.SRAM_SMOOTHNESS, straight_through=True, aim=(),
-                 entropy_weight=0.0, verbose=0):
+                 entropy_weight=0.0, option_costs=False, verbose=0):
         super().__init__()
         self.device = devices.get_device(device) if device is not None else None
         targets = {
@@ -183,6 +190,11 @@ class ResourceRegularizer(keras.callbacks.Callback):
             raise ValueError(f"Invalid value for `entropy_weight`: expected a finite number "
                              f">= 0, received {entropy_weight!r}.")
         self.entropy_weight = float(entropy_weight)
+        self.option_costs = bool(option_costs)
+        if self.option_costs and not self.straight_through:
+            raise ValueError("Invalid value for `option_costs`: it changes one option of the "
+                             "argmax architecture, so it needs `straight_through=True`, "
+                             "received `straight_through=False`.")
         self.verbose = verbose
         self._strengths = {k: tf.Variable(0.0, trainable=False, name=f"strength_{k}")
                            for k in self.targets}
@@ -214,16 +226,34 @@ class ResourceRegularizer(keras.callbacks.Callback):
                 "latency": self.device.latency_ms(c.ops, self._backbone) * self._latency_scale
                 if self.device is not None else tf.constant(0.0)}
 
+    def _shape(self, name, cost):
+        """The penalty of one resource's cost, before its strength."""
+        relative = cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
+        return tf.abs(relative) if name in self.aim else tf.nn.relu(relative)
+
+    def _option_penalty(self):
+        """The expected costs, and the penalty of every option of every decision: that of the
+        argmax architecture with this one option changed, weighted by the option's probability
+        (the gradient reaches the logits through the probabilities only)."""
+        expected, by_option = mcosts.costs_by_option(self._searchable, self._expected)
+        total = tf.constant(0.0)
+        for name in self.targets:
+            for layer, options in zip(self._searchable, by_option[name]):
+                total += self._strengths[name] * tf.reduce_sum(
+                    layer.probabilities() * self._shape(name, options))
+        return expected, total
+
     def penalty(self):
         """The penalty term (a scalar tensor); also records the expected costs."""
-        expected = self._expected()
+        if self.option_costs:
+            expected, total = self._option_penalty()
+        else:
+            expected = self._expected()
+            total = tf.add_n([tf.constant(0.0)] + [
+                self._strengths[name] * self._shape(name, expected[name])
+                for name in self.targets])
         for name, value in expected.items():
             self._costs[name].assign(tf.cast(value, tf.float32))
-        total = tf.constant(0.0)
-        for name, target in self.targets.items():
-            relative = expected[name] / (target * (1.0 - self.margin)) - 1.0
-            total += self._strengths[name] * (tf.abs(relative) if name in self.aim
-                                              else tf.nn.relu(relative))
         if self.entropy_weight:
             total += self.entropy_weight * decision_entropy(self._searchable)
         return self._enabled * total

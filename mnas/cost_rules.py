@@ -12,7 +12,15 @@ import tf_keras as keras
 from mnas import errors
 from mnas.costs import (
     FLASH_PER_OPERATOR, FLASH_PER_TENSOR, PERSISTENT_PER_CHANNEL, PERSISTENT_PER_OPERATOR,
-    PERSISTENT_PER_TENSOR, QUANT_PARAM_BYTES, Info, Node, _straight_through, layer_costs)
+    PERSISTENT_PER_TENSOR, QUANT_PARAM_BYTES, Info, Node, _probes, _straight_through,
+    layer_costs)
+
+
+def argmax_one_hot(layer):
+    """A decision's argmax as a one-hot tensor; ties go to the later option, as `derive`
+    breaks them."""
+    index = layer.num_options - 1 - tf.argmax(tf.reverse(layer.alpha, [0]))
+    return tf.one_hot(index, layer.num_options)
 
 
 def _probabilities(layer):
@@ -20,10 +28,9 @@ def _probabilities(layer):
     p = layer.probabilities()
     if not _straight_through.get():
         return p
-    # Ties go to the later option, as `derive` breaks them.
-    index = layer.num_options - 1 - tf.argmax(tf.reverse(layer.alpha, [0]))
-    hard = tf.one_hot(index, layer.num_options, dtype=p.dtype)
-    return hard + p - tf.stop_gradient(p)
+    hard = argmax_one_hot(layer) + p - tf.stop_gradient(p)
+    probes = _probes.get()
+    return hard if probes is None else hard + probes[id(layer)]
 
 
 def _expected_width(layer):

@@ -37,6 +37,7 @@ Example:
 True
 """
 
+import contextlib
 import contextvars
 import dataclasses
 import warnings
@@ -129,6 +130,52 @@ class Costs:
 # While set (`smooth_costs(..., straight_through=True)`), a decision's probabilities are its
 # argmax's one-hot in value and the softmax in gradient.
 _straight_through = contextvars.ContextVar("straight_through", default=False)
+# While set (`probing`), a dict from a searchable layer's id to a zero tensor added to its
+# straight-through probabilities: a cost's gradient with respect to it is, option by option, what
+# the cost would be with that option chosen (to first order; exact for ops and flash).
+_probes = contextvars.ContextVar("probes", default=None)
+
+
+@contextlib.contextmanager
+def _probing(probes):
+    token = _probes.set(probes)
+    try:
+        yield
+    finally:
+        _probes.reset(token)
+
+
+def costs_by_option(searchable, compute):
+    """Costs of the argmax architecture, and of it with any one option changed.
+
+    Args:
+        searchable: The model's searchable layers.
+        compute: A function returning a dict of scalar cost tensors of the straight-through
+            costs (`smooth_costs(..., straight_through=True)` and what derives from them).
+
+    Returns:
+        `(costs, by_option)`: `compute()`'s dict, and for each of its names a list with, per
+        decision, a tensor of the cost with each option in place of the decision's argmax (the
+        others kept). It is exact for costs linear in each decision's probabilities (ops,
+        flash, latency from ops) and first order for SRAM's smooth maximum. `by_option` carries
+        no gradient.
+    """
+    from mnas import cost_rules
+
+    probes = {id(layer): tf.zeros([layer.num_options]) for layer in searchable}
+    with tf.GradientTape(persistent=True) as tape:
+        for probe in probes.values():
+            tape.watch(probe)
+        with _probing(probes):
+            values = compute()
+    by_option = {}
+    for name, value in values.items():
+        slopes = tape.gradient(value, list(probes.values()),
+                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        by_option[name] = [tf.stop_gradient(
+            value + slope - tf.reduce_sum(slope * cost_rules.argmax_one_hot(layer)))
+            for layer, slope in zip(searchable, slopes)]
+    return values, by_option
 
 
 def register_cost(layer_class, rule):

@@ -68,7 +68,8 @@ def _regularizer(config, device, arch_data=None):
         arch_optimizer=config.arch_optimizer, arch_learning_rate=config.arch_learning_rate,
         arch_data=arch_data, straight_through=config.straight_through,
         aim=("latency",) if config.aim_latency and config.latency_ms else (),
-        entropy_weight=config.entropy_weight, verbose=int(config.verbose > 0))
+        entropy_weight=config.entropy_weight, option_costs=config.option_costs,
+        verbose=int(config.verbose > 0))
 
 
 class _Run(rundata.RunData):

@@ -84,6 +84,7 @@ class Config:
     straight_through: bool = True
     aim_latency: bool = True
     entropy_weight: float = 0.0
+    option_costs: bool = False
     standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005

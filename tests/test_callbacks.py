@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import mnas
-from mnas import arch, callbacks, errors, export, search_spaces
+from mnas import arch, callbacks, derivation, errors, export, search_spaces
 from mnas.hardware import tflm
 
 
@@ -281,3 +281,42 @@ def test_the_entropy_term_makes_each_decision_commit_to_its_leading_option(rng):
     with pytest.raises(ValueError, match="`entropy_weight`: expected a finite number >= 0"):
         callbacks.ResourceRegularizer(sram_bytes=1e9, entropy_weight=-1.0)
 
+
+
+def test_option_costs_push_down_the_options_over_budget_while_the_argmax_fits():
+    def step(option_costs):
+        model = space().build()
+        model.compile("adam", "sparse_categorical_crossentropy")
+        searchable = mnas.searchable_layers(model)
+        for layer in searchable:
+            # Blocks kept at the narrowest width lead; the other options keep some probability.
+            logits = np.zeros(layer.num_options, "float32")
+            logits[0 if hasattr(layer, "choices") else -1] = 1.0
+            layer.alpha.assign(logits)
+        with derivation.fixed_choices(model, derivation.argmax_picks(model)):
+            argmax = mnas.costs.expected_costs(model).flash_bytes
+        regularizer = callbacks.ResourceRegularizer(
+            flash_bytes=float(argmax) / 0.95 * 1.01, option_costs=option_costs)
+        regularizer.set_model(model)
+        regularizer.on_train_begin()
+        regularizer._enabled.assign(1.0)  # noqa: SLF001
+        regularizer._strengths["flash"].assign(1.0)  # noqa: SLF001
+        with tf.GradientTape() as tape:
+            penalty = regularizer.penalty()
+        grads = tape.gradient(penalty, regularizer.arch_variables)
+        return float(penalty), [np.zeros(v.shape) if g is None else g.numpy()
+                                for g, v in zip(grads, regularizer.arch_variables)], searchable
+
+    penalty, grads, _ = step(option_costs=False)
+    # The argmax fits: the straight-through penalty is zero, and so is its gradient.
+    assert penalty == 0 and all(not np.any(g) for g in grads)
+    penalty, grads, searchable = step(option_costs=True)
+    assert penalty > 0
+    # Every width decision's widest option would break the budget: a step down the gradient
+    # lowers it and raises the narrowest, which fits.
+    widths = [g for g, layer in zip(grads, searchable) if hasattr(layer, "choices")]
+    assert len(widths) >= 3
+    for g in widths:
+        assert g[-1] > 0 and g[0] < 0
+    with pytest.raises(ValueError, match="`option_costs`: .* needs `straight_through=True`"):
+        callbacks.ResourceRegularizer(sram_bytes=1e9, option_costs=True, straight_through=False)

@@ -113,6 +113,35 @@ def test_costs_are_differentiable_in_every_logit(kws_space):
     assert all(np.any(g.numpy() != 0) for g in ops_grads)
 
 
+def test_costs_by_option_are_the_argmax_with_one_option_changed(kws_space):
+    supernet = kws_space.build()
+    searchable = mnas.searchable_layers(supernet)
+    rng = np.random.default_rng(0)
+    for layer in searchable:
+        layer.alpha.assign(rng.normal(size=layer.num_options).astype("float32"))
+
+    def compute():
+        c = costs.smooth_costs(supernet, straight_through=True)
+        return {"ops": c.ops, "flash": c.flash_bytes, "sram": c.sram_bytes}
+
+    values, by_option = costs.costs_by_option(searchable, compute)
+    picks = derivation.argmax_picks(supernet)
+    checked = 0
+    for i, layer in enumerate(searchable):
+        for option in range(layer.num_options):
+            changed = picks[:i] + [option] + picks[i + 1:]
+            with derivation.fixed_choices(supernet, changed):
+                exact = costs.smooth_costs(supernet).numpy()
+            assert by_option["ops"][i].numpy()[option] == pytest.approx(exact.ops, rel=1e-5)
+            assert by_option["flash"][i].numpy()[option] == pytest.approx(
+                exact.flash_bytes, rel=1e-5)
+            if option == picks[i]:
+                assert by_option["sram"][i].numpy()[option] == pytest.approx(
+                    float(values["sram"]), rel=1e-5)
+            checked += option != picks[i]
+    assert checked == sum(layer.num_options - 1 for layer in searchable) > 10
+
+
 def test_expected_costs_grow_with_width(kws_space):
     supernet = kws_space.build()
     low = costs.minimum_costs(supernet)

@@ -11,7 +11,7 @@ Example:
     >>> batches = datasets.training_dataset("kws", train, batch_size=100, seed=0)  # doctest: +SKIP
 """
 
-from mnas.datasets import ad, kws, pipeline, vww
+from mnas.datasets import ad, kws, pipeline, vww  # noqa: F401 (the readers, as attributes)
 from mnas.datasets.ad import anomaly_auc, roc_auc
 from mnas.datasets.embedded import generate_embedded
 from mnas.datasets.pipeline import over_epochs
