@@ -108,13 +108,10 @@ class ResourceRegularizer(keras.callbacks.Callback):
             changes the loss) otherwise random-walk and end the search undecided; this makes
             them commit, as the zero-one loss of Fair DARTS does. Its gradient grows as the
             temperature falls. Defaults to `0.0`.
-        option_costs: Penalise each option of each decision by the costs the argmax
-            architecture would have with that option chosen (exact for ops and flash, to first
-            order for SRAM), weighted by its probability, instead of the argmax's costs alone.
-            The straight-through penalty's gradient is the same where the costs are linear, but
-            it vanishes once the argmax fits: the decision at the budget's edge then see-saws
-            between the option over it and the one under it and ends undecided. This one keeps
-            pushing the option that does not fit down. Defaults to `False`.
+        option_costs: Penalise each option by the costs of the argmax architecture with that
+            option chosen (`mnas.costs.costs_by_option`), weighted by its probability. The
+            straight-through penalty stops once the argmax fits; this one keeps pushing an
+            option over the budget down. Defaults to `False`.
         verbose: Print a line per epoch with the expected costs. Defaults to `0`.
 
     Logs (per batch and per epoch): `expected_sram_bytes`, `expected_flash_bytes`,
@@ -226,32 +223,29 @@ class ResourceRegularizer(keras.callbacks.Callback):
                 "latency": self.device.latency_ms(c.ops, self._backbone) * self._latency_scale
                 if self.device is not None else tf.constant(0.0)}
 
+    def _relative(self, name, cost):
+        return cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
+
     def _shape(self, name, cost):
         """The penalty of one resource's cost, before its strength."""
-        relative = cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
+        relative = self._relative(name, cost)
         return tf.abs(relative) if name in self.aim else tf.nn.relu(relative)
-
-    def _option_penalty(self):
-        """The expected costs, and the penalty of every option of every decision: that of the
-        argmax architecture with this one option changed, weighted by the option's probability
-        (the gradient reaches the logits through the probabilities only)."""
-        expected, by_option = mcosts.costs_by_option(self._searchable, self._expected)
-        total = tf.constant(0.0)
-        for name in self.targets:
-            for layer, options in zip(self._searchable, by_option[name]):
-                total += self._strengths[name] * tf.reduce_sum(
-                    layer.probabilities() * self._shape(name, options))
-        return expected, total
 
     def penalty(self):
         """The penalty term (a scalar tensor); also records the expected costs."""
+        total = tf.constant(0.0)
         if self.option_costs:
-            expected, total = self._option_penalty()
+            # Each option's penalty, weighted by its probability: the gradient reaches the
+            # logits through the probabilities only.
+            expected, by_option = mcosts.costs_by_option(self._searchable, self._expected)
+            for name in self.targets:
+                for layer, options in zip(self._searchable, by_option[name]):
+                    total += self._strengths[name] * tf.reduce_sum(
+                        layer.probabilities() * self._shape(name, options))
         else:
             expected = self._expected()
-            total = tf.add_n([tf.constant(0.0)] + [
-                self._strengths[name] * self._shape(name, expected[name])
-                for name in self.targets])
+            for name in self.targets:
+                total += self._strengths[name] * self._shape(name, expected[name])
         for name, value in expected.items():
             self._costs[name].assign(tf.cast(value, tf.float32))
         if self.entropy_weight:
@@ -260,7 +254,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     def _violation(self, name, cost):
         """How far a cost is from what its penalty accepts (> 0: the strength grows)."""
-        relative = cost / (self.targets[name] * (1.0 - self.margin)) - 1.0
+        relative = self._relative(name, cost)
         return abs(relative) - self.margin if name in self.aim else relative
 
     def on_train_begin(self, logs=None):

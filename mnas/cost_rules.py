@@ -13,14 +13,7 @@ from mnas import errors
 from mnas.costs import (
     FLASH_PER_OPERATOR, FLASH_PER_TENSOR, PERSISTENT_PER_CHANNEL, PERSISTENT_PER_OPERATOR,
     PERSISTENT_PER_TENSOR, QUANT_PARAM_BYTES, Info, Node, _probes, _straight_through,
-    layer_costs)
-
-
-def argmax_one_hot(layer):
-    """A decision's argmax as a one-hot tensor; ties go to the later option, as `derive`
-    breaks them."""
-    index = layer.num_options - 1 - tf.argmax(tf.reverse(layer.alpha, [0]))
-    return tf.one_hot(index, layer.num_options)
+    argmax_one_hot, layer_costs)
 
 
 def _probabilities(layer):

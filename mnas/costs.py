@@ -130,10 +130,17 @@ class Costs:
 # While set (`smooth_costs(..., straight_through=True)`), a decision's probabilities are its
 # argmax's one-hot in value and the softmax in gradient.
 _straight_through = contextvars.ContextVar("straight_through", default=False)
-# While set (`probing`), a dict from a searchable layer's id to a zero tensor added to its
+# While set (`_probing`), a dict from a searchable layer's id to a zero tensor added to its
 # straight-through probabilities: a cost's gradient with respect to it is, option by option, what
 # the cost would be with that option chosen (to first order; exact for ops and flash).
 _probes = contextvars.ContextVar("probes", default=None)
+
+
+def argmax_one_hot(layer):
+    """A decision's argmax as a one-hot tensor; ties go to the later option, as `derive`
+    breaks them."""
+    index = layer.num_options - 1 - tf.argmax(tf.reverse(layer.alpha, [0]))
+    return tf.one_hot(index, layer.num_options)
 
 
 @contextlib.contextmanager
@@ -160,8 +167,6 @@ def costs_by_option(searchable, compute):
         flash, latency from ops) and first order for SRAM's smooth maximum. `by_option` carries
         no gradient.
     """
-    from mnas import cost_rules
-
     probes = {id(layer): tf.zeros([layer.num_options]) for layer in searchable}
     with tf.GradientTape(persistent=True) as tape:
         for probe in probes.values():
@@ -173,7 +178,7 @@ def costs_by_option(searchable, compute):
         slopes = tape.gradient(value, list(probes.values()),
                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
         by_option[name] = [tf.stop_gradient(
-            value + slope - tf.reduce_sum(slope * cost_rules.argmax_one_hot(layer)))
+            value + slope - tf.reduce_sum(slope * argmax_one_hot(layer)))
             for layer, slope in zip(searchable, slopes)]
     return values, by_option
 

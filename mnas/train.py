@@ -79,8 +79,8 @@ HELP = {
     "entropy_weight": "Weight of the decisions' mean normalised entropy in the search's loss: "
                       "decisions the accuracy is indifferent to then commit to one option.",
     "option_costs": "Penalise each option by the costs of the argmax architecture with that "
-                    "option chosen, not the argmax's costs alone: the decision at the "
-                    "budget's edge then commits instead of see-sawing across it.",
+                    "option chosen, not the argmax's costs alone: an option over the budget "
+                    "keeps being pushed down while the argmax fits.",
     "standardize_features": "KWS: standardise each MFCC coefficient with the training data's "
                             "statistics (written to features.json), so that the int8 input "
                             "resolves them alike.",
