@@ -53,7 +53,7 @@ SEARCHES = ("dnas", "random", "bayesian")
 RECIPE = {"max_width": 128, "num_blocks": 6, "stem_stride": 2, "search_epochs": 6,
           "warmup_epochs": 1, "search_learning_rate": 0.01, "temperature_start": 5.0,
           "temperature_end": 0.05, "train_epochs": 25, "learning_rate": 0.005,
-          "batch_size": 100, "quantization": "qat", "qat_epochs": 1, "trial_epochs": 3}
+          "batch_size": 100, "quantization": "qat", "qat_epochs": 3, "trial_epochs": 3}
 QUICK = {"search_epochs": 4, "train_epochs": 10, "trial_epochs": 1}
 
 
