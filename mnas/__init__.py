@@ -36,7 +36,7 @@ _ALIASES = {"estimate": "hardware.estimate", "tflm": "hardware.tflm"}
 _NAMES = {
     "ArchSpec": "arch", "build": "arch", "derive": "arch", "get_architecture": "arch",
     "EpochCheckpoint": "checkpoints",
-    "ArchitectureLogger": "callbacks", "ResourceRegularizer": "callbacks",
+    "ArchitectureLogger": "arch_log", "ResourceRegularizer": "callbacks",
     "Costs": "costs", "expected_costs": "costs", "minimum_costs": "costs",
     "register_cost": "costs",
     "derive_within": "derivation", "fixed_choices": "derivation",

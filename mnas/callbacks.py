@@ -16,9 +16,6 @@ Example:
 ...                              temperature=(5.0, 0.5))])  # doctest: +SKIP
 """
 
-import json
-import os
-
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -112,12 +109,18 @@ class ResourceRegularizer(keras.callbacks.Callback):
             option chosen (`mnas.costs.costs_by_option`), weighted by its probability. The
             straight-through penalty stops once the argmax fits; this one keeps pushing an
             option over the budget down. Defaults to `False`.
+        commit: Decide greedily over the second half of the search (as SGAS does): at the end
+            of each of its epochs, fix the most certain open decisions to their most probable
+            option that keeps the budget reachable (`mnas.derivation.commit`) and freeze their
+            logits, so that the last epoch ends with every decision made and the answer fits.
+            Defaults to `False`.
         verbose: Print a line per epoch with the expected costs. Defaults to `0`.
 
     Logs (per batch and per epoch): `expected_sram_bytes`, `expected_flash_bytes`,
     `expected_ops`, `expected_latency_ms` (the costs the penalty sees: with `straight_through`,
     those of the argmax architecture), `strength_<resource>` per target, and per epoch
-    `min_top_probability` (`mnas.derivation.min_top_probability`).
+    `min_top_probability` (`mnas.derivation.min_top_probability`); with `commit`,
+    `committed_decisions`. `commits` lists each commitment (decision, option, probability).
 
     Raises:
         BudgetUnreachableError: (in `fit`) a target is below what the smallest architecture of
@@ -128,7 +131,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
                  backbone=None, warmup_epochs=0, temperature=None, adapt_rate=0.02,
                  margin=0.05, arch_optimizer="adam", arch_learning_rate=0.02, arch_data=None,
                  smoothness=mcosts.SRAM_SMOOTHNESS, straight_through=True, aim=(),
-                 entropy_weight=0.0, option_costs=False, verbose=0):
+                 entropy_weight=0.0, option_costs=False, commit=False, verbose=0):
         super().__init__()
         self.device = devices.get_device(device) if device is not None else None
         targets = {
@@ -192,7 +195,13 @@ class ResourceRegularizer(keras.callbacks.Callback):
             raise ValueError("Invalid value for `option_costs`: it changes one option of the "
                              "argmax architecture, so it needs `straight_through=True`, "
                              "received `straight_through=False`.")
+        self.commit = bool(commit)
         self.verbose = verbose
+        # Per decision: the committed option (-1 while open) and its probability when committed.
+        self._committed = tf.Variable([], shape=tf.TensorShape(None), dtype=tf.int32,
+                                      trainable=False, name="committed")
+        self._commit_probability = tf.Variable([], shape=tf.TensorShape(None), trainable=False,
+                                               name="commit_probability")
         self._strengths = {k: tf.Variable(0.0, trainable=False, name=f"strength_{k}")
                            for k in self.targets}
         self._costs = {k: tf.Variable(0.0, trainable=False, name=f"expected_{k}")
@@ -267,6 +276,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
         self.check_reachable(self.model)
         for variable in self._strengths.values():
             variable.assign(0.0)
+        self._committed.assign([-1] * len(self._searchable))
+        self._commit_probability.assign([0.0] * len(self._searchable))
         self._refresh_offsets()
         hook = getattr(self.model, "_mnas_penalty_hook", None)
         if hook is None:
@@ -300,7 +311,42 @@ class ResourceRegularizer(keras.callbacks.Callback):
         state = dict(self._strengths)
         if self.own_optimizer:
             state["arch_optimizer"] = self.arch_optimizer
+        if self.commit:
+            state.update(committed=self._committed, commit_probability=self._commit_probability)
         return state
+
+    @property
+    def commits(self):
+        """The decisions committed so far: (layer name, option index, probability when
+        committed), in the layers' order."""
+        return [(layer.name, int(pick), float(p)) for layer, pick, p in zip(
+            self._searchable, self._committed.numpy(), self._commit_probability.numpy())
+            if pick >= 0]
+
+    def _apply_commits(self, gate):
+        """One-hot logits for the committed decisions, frozen; the others' gate is `gate`."""
+        for layer, pick in zip(self._searchable, self._committed.numpy()):
+            if pick >= 0:
+                derivation.set_choice(layer, pick)
+            layer.arch_gate.assign(0.0 if pick >= 0 else gate)
+
+    def _commit(self, epoch):
+        """At the end of each epoch of the search's second half, commits its share of the open
+        decisions: all of them at the last epoch."""
+        epochs = self.params.get("epochs", 1)
+        first = self.warmup_epochs + (epochs - self.warmup_epochs) // 2
+        committed = [None if pick < 0 else int(pick) for pick in self._committed.numpy()]
+        open_ = committed.count(None)
+        if epoch < first or not open_:
+            return
+        count = -(-open_ // max(1, epochs - epoch))
+        probability = self._commit_probability.numpy()
+        for i, _, p, _ in derivation.commit(self.model, committed, count, self.targets,
+                                            self.device, self._backbone, self._exact_cache):
+            probability[i] = p
+        self._committed.assign([-1 if pick is None else pick for pick in committed])
+        self._commit_probability.assign(probability)
+        self._apply_commits(1.0)
 
     def check_reachable(self, model):
         """Raises `BudgetUnreachableError` if a target is below the supernet's smallest cost.
@@ -331,6 +377,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._enabled.assign(0.0)
+        self._apply_commits(1.0)
         for layer in self._searchable:
             layer.arch_gate.assign(1.0)
         if self.own_optimizer:
@@ -346,8 +393,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
             if self._traced_per_switch:
                 self._traced_per_switch = False
                 self.model.train_function = self.model.make_train_function(force=True)
-        for layer in self._searchable:
-            layer.arch_gate.assign(0.0 if warm else 1.0)
+        self._apply_commits(0.0 if warm else 1.0)
         if self.temperature is not None:
             start, end = self.temperature
             total = max(1, self.params.get("epochs", 1) - self.warmup_epochs - 1)
@@ -376,72 +422,16 @@ class ResourceRegularizer(keras.callbacks.Callback):
         return figures
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.commit:
+            self._commit(epoch)
         costs = {k: float(v.numpy()) for k, v in self._costs.items()}
         figures = self._figures(costs)
         figures["min_top_probability"] = derivation.min_top_probability(self.model)
+        if self.commit:
+            figures["committed_decisions"] = len(self.commits)
         if logs is not None:
             logs.update(figures)
         if self.verbose:
             parts = [f"{k} {costs[k]:.0f}/{v:.0f}" for k, v in self.targets.items()]
             print(f"Epoch {epoch + 1}: expected costs / targets: {', '.join(parts)}; "
                   f"smallest top probability {figures['min_top_probability']:.2f}")
-
-
-class ArchitectureLogger(keras.callbacks.Callback):
-    """Records each decision's probabilities and argmax per epoch, to a JSON-lines file and to
-    TensorBoard.
-
-    Args:
-        path: File to append one JSON object per epoch to: `epoch`, `probabilities` (decision
-            name -> list), `options` (decision name -> the options' widths, or skip / keep),
-            `choices` (decision name -> argmax width, or keep/skip), and the epoch's logs.
-            Defaults to None (keep the records in `history` only).
-        log_dir: TensorBoard folder to write, per decision, each option's probability as a
-            scalar (`architecture_<decision>/width_<width>`, or `.../skip` and `.../keep`)
-            and the most probable option's probability (`architecture_<decision>/top`); a
-            decision's scalars share a section. Defaults to None (no TensorBoard output).
-    """
-
-    def __init__(self, path=None, log_dir=None):
-        super().__init__()
-        self.path = path
-        self.log_dir = log_dir
-        self.history = []
-        self._writer = None
-
-    def on_train_begin(self, logs=None):
-        if self.log_dir and self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-
-    def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": epoch, "probabilities": {}, "options": {}, "choices": {}}
-        for layer in mlayers.searchable_layers(self.model):
-            record["probabilities"][layer.name] = [
-                float(p) for p in np.asarray(layer.probabilities())]
-            options = getattr(layer, "choices", None) or getattr(layer, "OPTIONS", None)
-            record["options"][layer.name] = list(options) if options else None
-            record["choices"][layer.name] = layer.choice()
-        record["logs"] = {k: float(v) for k, v in (logs or {}).items()
-                          if np.ndim(v) == 0}
-        self.history.append(record)
-        if self.path:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            self._write_summaries(record)
-
-    def _write_summaries(self, record):
-        with self._writer.as_default(step=record["epoch"]):
-            for name, probabilities in record["probabilities"].items():
-                options = record["options"][name] or range(len(probabilities))
-                for option, p in zip(options, probabilities):
-                    label = option if isinstance(option, str) else f"width_{option}"
-                    tf.summary.scalar(f"architecture_{name}/{label}", p)
-                tf.summary.scalar(f"architecture_{name}/top", max(probabilities))
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

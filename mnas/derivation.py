@@ -58,9 +58,14 @@ def set_choices(model, picks):
             f"Invalid value for `picks`: expected one option index per decision "
             f"({[layer.num_options for layer in searchable]} options), received {picks}.")
     for layer, pick in zip(searchable, picks):
-        logits = np.full(layer.num_options, -_ONE_HOT, dtype="float32")
-        logits[pick] = _ONE_HOT
-        layer.alpha.assign(logits)
+        set_choice(layer, pick)
+
+
+def set_choice(layer, pick):
+    """Sets one searchable layer's logits to the one-hot option `pick`."""
+    logits = np.full(layer.num_options, -_ONE_HOT, dtype="float32")
+    logits[pick] = _ONE_HOT
+    layer.alpha.assign(logits)
 
 
 @contextlib.contextmanager
@@ -247,6 +252,51 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False)
     with fixed_choices(model, picks):
         spec = arch.derive(model)  # The name `exact_costs` assumed: names are in the flatbuffer.
     return Derived(spec, picks, argmax, values, changes)
+
+
+def certainty(probabilities):
+    """One minus a decision's entropy over its maximum: 0 uniform, 1 one-hot."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    return 1.0 - float(-np.sum(p * np.log(p + 1e-12)) / np.log(len(p)))
+
+
+def commit(model, committed, count, targets, device=None, backbone=None, cache=None):
+    """Fixes `count` more decisions, the most certain of the open ones (greedy decisions, as in
+    SGAS), each to its most probable option that keeps the budget reachable.
+
+    An option keeps it reachable when the architecture of the committed options, this one, and
+    every open decision at its smallest option meets the targets by the exact estimator
+    (`exact_costs`). The smallest option always does while the committed ones did, so the last
+    commitment leaves an architecture that fits.
+
+    Args:
+        model: The supernet being searched.
+        committed: One entry per decision: its committed option index, or None while open.
+        count: How many open decisions to commit.
+        targets: Dict of `sram` / `flash` (bytes) / `latency` (ms) limits.
+        device: A `Device`, needed for a latency target.
+        backbone: Backbone of the latency model.
+        cache: A dict to memoise exact costs in. Defaults to None.
+
+    Returns:
+        A list of (decision index, option index, its probability, the decision's certainty),
+        one per decision committed now; `committed` is updated in place.
+    """
+    searchable = mlayers.searchable_layers(model)
+    probabilities = [np.asarray(layer.probabilities(), dtype=np.float64) for layer in searchable]
+    open_ = [i for i, pick in enumerate(committed) if pick is None]
+    order = sorted(open_, key=lambda i: -certainty(probabilities[i]))
+    done = []
+    for i in order[:count]:
+        for option in np.argsort(-probabilities[i], kind="stable"):
+            picks = [0 if pick is None else pick for pick in committed]
+            picks[i] = int(option)
+            if _meets(exact_costs(model, picks, device, backbone, cache), targets):
+                break
+        committed[i] = int(option)
+        done.append((i, int(option), float(probabilities[i][option]),
+                     certainty(probabilities[i])))
+    return done
 
 
 def min_top_probability(model):

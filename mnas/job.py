@@ -27,7 +27,7 @@ import zipfile
 import numpy as np
 import tf_keras as keras
 
-from mnas import arch, blackbox, callbacks, checkpoints, datasets, derivation, distribute
+from mnas import arch, arch_log, blackbox, callbacks, checkpoints, datasets, derivation, distribute
 from mnas import errors, export, files
 from mnas import plots, reproducible, rundata, rundir, runconfig, search_spaces, tasks
 from mnas import report as mreport
@@ -69,6 +69,7 @@ def _regularizer(config, device, arch_data=None):
         arch_data=arch_data, straight_through=config.straight_through,
         aim=("latency",) if config.aim_latency and config.latency_ms else (),
         entropy_weight=config.entropy_weight, option_costs=config.option_costs,
+        commit=config.commit_decisions,
         verbose=int(config.verbose > 0))
 
 
@@ -171,7 +172,7 @@ class _Run(rundata.RunData):
         supernet.compile(self._optimizer(config.search_learning_rate, config.final_learning_rate,
                                          config.search_epochs, self._steps_per_epoch()),
                          self._loss(), metrics=["accuracy"])
-        logger = callbacks.ArchitectureLogger(self.path("search", "architecture.jsonl"),
+        logger = arch_log.ArchitectureLogger(self.path("search", "architecture.jsonl"),
                                               self.path("tensorboard", "search", "architecture"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
                   variables=regularizer.state_variables, train=weights_split)
@@ -179,6 +180,9 @@ class _Run(rundata.RunData):
         search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
                   "filled_budget": config.fill_budget, "exact_costs": found.costs,
                   "min_top_probability": derivation.min_top_probability(supernet)}
+        if config.commit_decisions:
+            search["commits"] = [{"decision": name, "option": option, "probability": p}
+                                 for name, option, p in regularizer.commits]
         files.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
         files.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
         how = ("the argmax" if not found.changes else

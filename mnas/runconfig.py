@@ -85,6 +85,7 @@ class Config:
     aim_latency: bool = True
     entropy_weight: float = 0.0
     option_costs: bool = False
+    commit_decisions: bool = False
     standardize_features: bool = True
     train_epochs: int = 20
     learning_rate: float = 0.005

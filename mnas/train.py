@@ -81,6 +81,9 @@ HELP = {
     "option_costs": "Penalise each option by the costs of the argmax architecture with that "
                     "option chosen, not the argmax's costs alone: an option over the budget "
                     "keeps being pushed down while the argmax fits.",
+    "commit_decisions": "Decide greedily over the search's second half: each epoch's end fixes "
+                        "the most certain open decisions to their most probable option that "
+                        "keeps the budget reachable, until every decision is made.",
     "standardize_features": "KWS: standardise each MFCC coefficient with the training data's "
                             "statistics (written to features.json), so that the int8 input "
                             "resolves them alike.",

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -101,42 +99,6 @@ def test_the_callback_can_be_reused_across_fits(rng):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[regularizer])
     model.fit(x, y, epochs=1, verbose=0, callbacks=[regularizer])
     assert len(model.losses) == 1
-
-
-def test_architecture_logger_writes_one_record_per_epoch(rng, tmp_path):
-    x, y = task(rng, 64)
-    model = space().build()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    path = tmp_path / "arch.jsonl"
-    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.ArchitectureLogger(str(path))])
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [0, 1]
-    assert set(records[0]["probabilities"]) == {"stem", "skip0", "ds0", "skip1", "ds1"}
-    assert sum(records[1]["probabilities"]["stem"]) == pytest.approx(1.0)
-    assert records[0]["options"]["skip0"] == ["skip", "keep"]
-    stem = {layer.name: layer for layer in mnas.searchable_layers(model)}["stem"]
-    assert records[0]["options"]["stem"] == list(stem.choices)
-
-
-def test_architecture_logger_writes_probabilities_per_decision_to_tensorboard(rng, tmp_path):
-    x, y = task(rng, 64)
-    model = space().build()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    logger = callbacks.ArchitectureLogger(log_dir=str(tmp_path / "tb"))
-    model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
-    values = {}
-    for event_file in (tmp_path / "tb").iterdir():
-        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
-            for value in event.summary.value:
-                values[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    widths = {layer.name: layer for layer in mnas.searchable_layers(model)}["stem"].choices
-    for epoch, record in enumerate(logger.history):
-        stem = [values[(f"architecture_stem/width_{w}", epoch)] for w in widths]
-        assert stem == pytest.approx(record["probabilities"]["stem"])
-        assert values[("architecture_skip0/keep", epoch)] == pytest.approx(
-            record["probabilities"]["skip0"][1])
-        assert values[("architecture_ds1/top", epoch)] == pytest.approx(
-            max(record["probabilities"]["ds1"]))
 
 
 def test_an_unreachable_budget_names_the_smallest_cost(rng):
@@ -320,3 +282,23 @@ def test_option_costs_push_down_the_options_over_budget_while_the_argmax_fits():
         assert g[-1] > 0 and g[0] < 0
     with pytest.raises(ValueError, match="`option_costs`: .* needs `straight_through=True`"):
         callbacks.ResourceRegularizer(sram_bytes=1e9, option_costs=True, straight_through=False)
+
+
+def test_committing_decides_every_decision_by_the_last_epoch_within_the_budget(rng):
+    x, y = task(rng)
+    model = space().build()
+    widest = derivation.exact_costs(model, [layer.num_options - 1 for layer in
+                                            mnas.searchable_layers(model)])["sram"]
+    target = (derivation.smallest_costs(model)["sram"] + widest) / 2
+    regularizer = callbacks.ResourceRegularizer(sram_bytes=target, warmup_epochs=1,
+                                                temperature=(1.0, 0.2), commit=True)
+    model, history = search(x, y, regularizer, epochs=4)
+    # The search's second half: epochs 3 and 4 commit 3 and then the other 2 decisions.
+    assert history.history["committed_decisions"] == [0, 0, 3, 5]
+    assert [name for name, _, _ in regularizer.commits] == [
+        layer.name for layer in mnas.searchable_layers(model)]
+    assert all(0 < p <= 1 for _, _, p in regularizer.commits)
+    assert [option for _, option, _ in regularizer.commits] == derivation.argmax_picks(model)
+    assert derivation.min_top_probability(model) == pytest.approx(1.0)
+    found = regularizer.derive(model)
+    assert found.changes == 0 and found.costs["sram"] <= target

@@ -105,3 +105,27 @@ def test_fixed_choices_checks_and_restores(model):
     with derivation.fixed_choices(model, [0] * len(searchable)):
         assert arch.derive(model).widths()[0] == searchable[0].choices[0]
     np.testing.assert_array_equal(searchable[0].alpha.numpy(), before)
+
+
+def test_commit_fixes_the_most_certain_open_decision_to_its_most_probable_option(model):
+    stem = mnas.searchable_layers(model)[0]
+    stem.alpha.assign(stem.alpha * 3.0)  # The stem is now the most certain decision.
+    committed = [None] * 5
+    done = derivation.commit(model, committed, 1, {"sram": 1e6})
+    assert [(i, option) for i, option, _, _ in done] == [(0, 2)]
+    assert committed == [2, None, None, None, None]
+    assert done[0][2] == pytest.approx(float(np.max(stem.probabilities())))
+    derivation.commit(model, committed, 4, {"sram": 1e6})
+    assert committed == derivation.argmax_picks(model)
+
+
+def test_commit_takes_the_most_probable_option_that_keeps_the_budget_reachable(model):
+    stem = mnas.searchable_layers(model)[0]
+    stem.alpha.assign(stem.alpha * 3.0)
+    # One byte under the stem's argmax with everything else at its smallest option.
+    target = derivation.exact_costs(model, [2, 0, 0, 0, 0])["sram"] - 1
+    committed = [None] * 5
+    derivation.commit(model, committed, 1, {"sram": target})
+    assert committed[0] == 1  # The next most probable option; 3 is as probable but wider.
+    derivation.commit(model, committed, 4, {"sram": target})
+    assert derivation.exact_costs(model, committed)["sram"] <= target
