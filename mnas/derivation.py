@@ -2,7 +2,8 @@
 
 `derive_within` takes the argmax of every decision. That is the answer whenever it meets the
 targets; only when it misses one is it repaired, by the smallest change in the order of the
-search's own probabilities, and "meets" is decided by the exact estimator
+search's own probabilities (narrowed until it fits, then widened back toward the argmax where
+it still fits), and "meets" is decided by the exact estimator
 (`mnas.estimate_keras`: the TFLite Micro arena and the flatbuffer, to the byte), never by the
 differentiable costs. Filling a loose budget is a separate, explicit option (`fill_budget`).
 
@@ -195,8 +196,12 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False)
 
     Repair narrows one decision by one option at a time (a skippable block: skipping it),
     each time the decision whose narrower option the search found most likely relative to its
-    current one, until the exact costs meet every target. With `fill_budget`, the result is
-    then widened by the same rule while it still fits.
+    current one, until the exact costs meet every target; then it widens back toward the
+    argmax, by the same rule, each decision while the result still fits, which undoes the steps
+    the targets did not need (narrowing an undecided decision need not lower the missed cost:
+    a stem over the SRAM budget on a decided option was otherwise narrowed only after every
+    undecided block had been skipped). With `fill_budget`, the widening goes on past the
+    argmax while the result still fits.
 
     Args:
         model: The searched supernet.
@@ -227,30 +232,30 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False)
     def costs():
         return exact_costs(model, picks, device, backbone, cache)
 
-    values, changes = costs(), 0
+    values = costs()
     while not _meets(values, targets):
         i = max((i for i, p in enumerate(picks) if p > 0),
                 key=lambda i: probabilities[i][picks[i] - 1] / probabilities[i][picks[i]])
         picks[i] -= 1
-        values, changes = costs(), changes + 1
-    if fill_budget:
-        frozen = set()
-        while True:
-            open_ = [i for i, layer in enumerate(searchable)
-                     if picks[i] < layer.num_options - 1 and i not in frozen]
-            if not open_:
-                break
-            i = max(open_, key=lambda i: probabilities[i][picks[i] + 1]
-                    / probabilities[i][picks[i]])
-            picks[i] += 1
-            wider = costs()
-            if _meets(wider, targets):
-                values, changes = wider, changes + 1
-            else:
-                picks[i] -= 1
-                frozen.add(i)
+        values = costs()
+    # Undo what the targets did not need narrowed; with `fill_budget`, fill the budget too.
+    ceiling = [layer.num_options - 1 for layer in searchable] if fill_budget else argmax
+    frozen = set()
+    while True:
+        open_ = [i for i in range(len(picks)) if picks[i] < ceiling[i] and i not in frozen]
+        if not open_:
+            break
+        i = max(open_, key=lambda i: probabilities[i][picks[i] + 1] / probabilities[i][picks[i]])
+        picks[i] += 1
+        wider = costs()
+        if _meets(wider, targets):
+            values = wider
+        else:
+            picks[i] -= 1
+            frozen.add(i)
     with fixed_choices(model, picks):
         spec = arch.derive(model)  # The name `exact_costs` assumed: names are in the flatbuffer.
+    changes = sum(abs(p - a) for p, a in zip(picks, argmax))
     return Derived(spec, picks, argmax, values, changes)
 
 

@@ -71,6 +71,26 @@ def test_repair_narrows_what_the_search_found_least_sure_of(model):
     assert found.picks[0] < found.argmax[0]
 
 
+def test_repair_undoes_the_steps_the_target_did_not_need():
+    # Two stride-2 blocks: the arena's peak is the stem's output and the first stride-2 output,
+    # so only the stem's width can meet the target, and the search decided it; the blocks are
+    # undecided, so they are narrowed and skipped first, which lowers the arena too little.
+    keras.utils.set_random_seed(0)
+    model = search_spaces.SearchSpace("toy", (32, 32, 1), 4, (3, 3), (2, 2), max_width=48,
+                                      steps=12, dropout=0.0).build()
+    picks = [10, 1, 5, 1, 6]
+    favour(model, picks, strength=0.01)
+    stem = mnas.searchable_layers(model)[0]
+    stem.alpha.assign(-10.0 * np.abs(np.arange(stem.num_options) - picks[0]).astype("float32"))
+    narrower_stem = [picks[0] - 1] + picks[1:]
+    target = derivation.exact_costs(model, narrower_stem)["sram"]
+    assert derivation.exact_costs(model, [picks[0], 0, 0, 0, 0])["sram"] > target
+    found = derivation.derive_within(model, {"sram": target})
+    assert found.picks == narrower_stem
+    assert found.changes == 1
+    assert found.costs["sram"] == target
+
+
 def test_logits_are_left_as_they_were(model):
     before = [layer.alpha.numpy().copy() for layer in mnas.searchable_layers(model)]
     derivation.derive_within(model, {"sram": derivation.exact_costs(model)["sram"] - 1},
