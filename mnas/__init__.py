@@ -26,8 +26,9 @@ if "tensorflow" in sys.modules and "keras.src" in sys.modules:
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "arch", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation", "devices",
-    "errors", "export", "hardware", "latency", "layers", "plots", "report", "search_spaces",
+    "arch", "arch_log", "callbacks", "checkpoints", "costs", "datasets", "deploy", "derivation",
+    "devices", "errors", "export", "hardware", "latency", "layers", "plots", "report",
+    "search_spaces",
 )
 # Short names of modules that live in a subpackage: `mnas.estimate`, `from mnas import tflm`.
 _ALIASES = {"estimate": "hardware.estimate", "tflm": "hardware.tflm"}

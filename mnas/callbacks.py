@@ -43,9 +43,10 @@ def decision_entropy(searchable):
     values = []
     for layer in searchable:
         p = layer.probabilities()
-        values.append(-tf.reduce_sum(p * tf.math.log(p + 1e-12))
-                      / float(np.log(int(p.shape[0]))))
-    return tf.add_n(values) / len(values)
+        if int(p.shape[0]) > 1:  # A single option is no decision.
+            values.append(-tf.reduce_sum(p * tf.math.log(p + 1e-12))
+                          / float(np.log(int(p.shape[0]))))
+    return tf.add_n(values) / len(values) if values else tf.constant(0.0)
 
 
 class _PenaltyHook:
@@ -111,8 +112,9 @@ class ResourceRegularizer(keras.callbacks.Callback):
             option over the budget down. Defaults to `False`.
         commit: Decide greedily over the second half of the search (as SGAS does): at the end
             of each of its epochs, fix the most certain open decisions to their most probable
-            option that keeps the budget reachable (`mnas.derivation.commit`) and freeze their
-            logits, so that the last epoch ends with every decision made and the answer fits.
+            option that keeps the budget reachable (`mnas.derivation.commit`) and cut their
+            logits' gradient, so that the last epoch ends with every decision made and the
+            answer fits.
             Defaults to `False`.
         verbose: Print a line per epoch with the expected costs. Defaults to `0`.
 
@@ -120,7 +122,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
     `expected_ops`, `expected_latency_ms` (the costs the penalty sees: with `straight_through`,
     those of the argmax architecture), `strength_<resource>` per target, and per epoch
     `min_top_probability` (`mnas.derivation.min_top_probability`); with `commit`,
-    `committed_decisions`. `commits` lists each commitment (decision, option, probability).
+    `committed_decisions`. `commits(model)` lists each commitment (decision, option,
+    probability).
 
     Raises:
         BudgetUnreachableError: (in `fit`) a target is below what the smallest architecture of
@@ -306,8 +309,8 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     @property
     def state_variables(self):
-        """What a checkpoint must hold to resume the search: the penalty strengths and the
-        architecture optimizer."""
+        """What a checkpoint must hold to resume the search: the penalty strengths, the
+        architecture optimizer and, with `commit`, the decisions committed."""
         state = dict(self._strengths)
         if self.own_optimizer:
             state["arch_optimizer"] = self.arch_optimizer
@@ -315,16 +318,18 @@ class ResourceRegularizer(keras.callbacks.Callback):
             state.update(committed=self._committed, commit_probability=self._commit_probability)
         return state
 
-    @property
-    def commits(self):
-        """The decisions committed so far: (layer name, option index, probability when
-        committed), in the layers' order."""
+    def commits(self, model):
+        """The decisions of `model` committed so far: (layer name, option index, probability
+        when committed), in the layers' order. Works on a search restored from a checkpoint
+        too."""
         return [(layer.name, int(pick), float(p)) for layer, pick, p in zip(
-            self._searchable, self._committed.numpy(), self._commit_probability.numpy())
-            if pick >= 0]
+            mlayers.searchable_layers(model), self._committed.numpy(),
+            self._commit_probability.numpy()) if pick >= 0]
 
     def _apply_commits(self, gate):
-        """One-hot logits for the committed decisions, frozen; the others' gate is `gate`."""
+        """One-hot logits for the committed decisions, their gradient cut (the optimizer's
+        momentum may still move them a little within an epoch: every epoch sets them again);
+        the open decisions' gate is `gate`."""
         for layer, pick in zip(self._searchable, self._committed.numpy()):
             if pick >= 0:
                 derivation.set_choice(layer, pick)
@@ -377,8 +382,9 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._enabled.assign(0.0)
-        self._apply_commits(1.0)
-        for layer in self._searchable:
+        for layer, pick in zip(self._searchable, self._committed.numpy()):
+            if pick >= 0:
+                derivation.set_choice(layer, pick)
             layer.arch_gate.assign(1.0)
         if self.own_optimizer:
             del self.model.train_step
@@ -422,13 +428,12 @@ class ResourceRegularizer(keras.callbacks.Callback):
         return figures
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.commit:
-            self._commit(epoch)
         costs = {k: float(v.numpy()) for k, v in self._costs.items()}
         figures = self._figures(costs)
         figures["min_top_probability"] = derivation.min_top_probability(self.model)
-        if self.commit:
-            figures["committed_decisions"] = len(self.commits)
+        if self.commit:  # The epoch's figures are those of the search before committing.
+            self._commit(epoch)
+            figures["committed_decisions"] = len(self.commits(self.model))
         if logs is not None:
             logs.update(figures)
         if self.verbose:

@@ -262,6 +262,8 @@ def derive_within(model, targets, device=None, backbone=None, fill_budget=False)
 def certainty(probabilities):
     """One minus a decision's entropy over its maximum: 0 uniform, 1 one-hot."""
     p = np.asarray(probabilities, dtype=np.float64)
+    if len(p) <= 1:
+        return 1.0
     return 1.0 - float(-np.sum(p * np.log(p + 1e-12)) / np.log(len(p)))
 
 
@@ -293,12 +295,16 @@ def commit(model, committed, count, targets, device=None, backbone=None, cache=N
     order = sorted(open_, key=lambda i: -certainty(probabilities[i]))
     done = []
     for i in order[:count]:
-        for option in np.argsort(-probabilities[i], kind="stable"):
+        p = probabilities[i]
+        # Ties go to the wider option, as in the argmax.
+        for option in sorted(range(len(p)), key=lambda o: (-p[o], -o)):
             picks = [0 if pick is None else pick for pick in committed]
-            picks[i] = int(option)
+            picks[i] = option
             if _meets(exact_costs(model, picks, device, backbone, cache), targets):
                 break
-        committed[i] = int(option)
+        else:  # Only when the committed options already missed: keep the smallest.
+            option = 0
+        committed[i] = option
         done.append((i, int(option), float(probabilities[i][option]),
                      certainty(probabilities[i])))
     return done

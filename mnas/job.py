@@ -173,16 +173,19 @@ class _Run(rundata.RunData):
                                          config.search_epochs, self._steps_per_epoch()),
                          self._loss(), metrics=["accuracy"])
         logger = arch_log.ArchitectureLogger(self.path("search", "architecture.jsonl"),
-                                              self.path("tensorboard", "search", "architecture"))
+                                             self.path("tensorboard", "search", "architecture"))
         self._fit(supernet, "search", config.search_epochs, [regularizer, logger],
                   variables=regularizer.state_variables, train=weights_split)
         found = regularizer.derive(supernet, fill_budget=config.fill_budget)
         search = {"argmax_widths": arch.derive(supernet).widths(), "changes": found.changes,
                   "filled_budget": config.fill_budget, "exact_costs": found.costs,
                   "min_top_probability": derivation.min_top_probability(supernet)}
-        if config.commit_decisions:
+        if config.commit_decisions:  # Every decision ends one-hot: its evidence is here.
             search["commits"] = [{"decision": name, "option": option, "probability": p}
-                                 for name, option, p in regularizer.commits]
+                                 for name, option, p in regularizer.commits(supernet)]
+            if search["commits"]:
+                search["min_commit_probability"] = min(c["probability"]
+                                                       for c in search["commits"])
         files.write_atomic(self.path("search", "search.json"), json.dumps(search, indent=2))
         files.write_atomic(self.path("arch.json"), json.dumps(found.spec.to_json(), indent=2))
         how = ("the argmax" if not found.changes else
@@ -191,7 +194,7 @@ class _Run(rundata.RunData):
         _say(f"derived architecture, {how}: widths {found.spec.widths()}; exact "
              + ", ".join(f"{k} {found.costs[k]:,.0f}/{t:,.0f}"
                          for k, t in regularizer.targets.items())
-             + f"; smallest top probability {search['min_top_probability']:.2f}")
+             + "; {} {:.2f}".format(*mreport.weakest_decision(search)))
 
     def _arch_split(self):
         """The training split the weights learn from, and the batches the architecture learns

@@ -198,8 +198,8 @@ def write_report(out_dir, *, task, architecture, fit, verification, quantization
     if extra:
         report.update(extra)
     search = report.get("search")
-    if isinstance(search, dict) and search.get("min_top_probability") is not None:
-        search["undecided"] = search["min_top_probability"] < UNDECIDED_BELOW
+    if isinstance(search, dict) and weakest_decision(search)[1] is not None:
+        search["undecided"] = weakest_decision(search)[1] < UNDECIDED_BELOW
     os.makedirs(out_dir, exist_ok=True)
     files.write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     links = [os.path.relpath(p, out_dir) for p in plots]
@@ -272,13 +272,23 @@ def _markdown(report, per_device, plots=()):
     return "\n".join(lines) + "\n"
 
 
+def weakest_decision(search):
+    """How the least decided choice of a search was decided: ("smallest commit probability",
+    p) when decisions were committed (their logits end one-hot), else ("smallest top
+    probability", p); p is None when the search did not record it."""
+    if "min_commit_probability" in search:
+        return "smallest commit probability", search["min_commit_probability"]
+    return "smallest top probability", search.get("min_top_probability")
+
+
 def _undecided_warning(search):
     if not isinstance(search, dict) or not search.get("undecided"):
         return []
-    return [f"> **Warning: the search ended undecided.** Its least decided choice's most "
-            f"probable option has probability {search['min_top_probability']:.2f} (below "
-            f"{UNDECIDED_BELOW}): the derived widths rest on weak evidence. Search for more "
-            f"epochs or to a lower final temperature (see `plots/probabilities.png`).", ""]
+    label, value = weakest_decision(search)
+    return [f"> **Warning: the search ended undecided.** The {label} over its choices is "
+            f"{value:.2f} (below {UNDECIDED_BELOW}): the derived widths rest on weak evidence. "
+            f"Search for more epochs or to a lower final temperature (see "
+            f"`plots/probabilities.png`).", ""]
 
 
 _SEARCH_ROWS = (("sram", "tensor arena, bytes", 0), ("flash", "model (.tflite), bytes", 0),
@@ -293,8 +303,8 @@ def _search_section(search, budget):
            f"{changes} option steps from the argmax "
            + ("(budget filled)" if search.get("filled_budget") else "(repaired to fit)"))
     lines = ["## Search", "",
-             f"Derived architecture: {how}; least decided choice's top probability "
-             f"{_number(search.get('min_top_probability'), 2)}.", "",
+             f"Derived architecture: {how}; {weakest_decision(search)[0]} "
+             f"{_number(weakest_decision(search)[1], 2)}.", "",
              "| derived architecture, before training | search target | exact |",
              "| --- | ---: | ---: |"]
     targets = {"sram": budget["sram_bytes"] - budget["sram_reserve_bytes"],

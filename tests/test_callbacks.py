@@ -23,12 +23,12 @@ def space():
                                      steps=12, dropout=0.0)
 
 
-def search(x, y, regularizer=None, epochs=6):
+def search(x, y, regularizer=None, epochs=6, extra=()):
     keras.utils.set_random_seed(0)
     model = space().build()
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"])
     history = model.fit(x, y, batch_size=32, epochs=epochs, verbose=0,
-                        callbacks=[regularizer] if regularizer else [])
+                        callbacks=([regularizer] if regularizer else []) + list(extra))
     return model, history
 
 
@@ -284,7 +284,7 @@ def test_option_costs_push_down_the_options_over_budget_while_the_argmax_fits():
         callbacks.ResourceRegularizer(sram_bytes=1e9, option_costs=True, straight_through=False)
 
 
-def test_committing_decides_every_decision_by_the_last_epoch_within_the_budget(rng):
+def test_committing_decides_every_decision_by_the_last_epoch_within_the_budget(rng, tmp_path):
     x, y = task(rng)
     model = space().build()
     widest = derivation.exact_costs(model, [layer.num_options - 1 for layer in
@@ -292,13 +292,45 @@ def test_committing_decides_every_decision_by_the_last_epoch_within_the_budget(r
     target = (derivation.smallest_costs(model)["sram"] + widest) / 2
     regularizer = callbacks.ResourceRegularizer(sram_bytes=target, warmup_epochs=1,
                                                 temperature=(1.0, 0.2), commit=True)
-    model, history = search(x, y, regularizer, epochs=4)
+    last_epoch = []  # Each batch of the last epoch: the decisions' probabilities and gates.
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if regularizer.params["epochs"] - 1 == self.epoch:
+                last_epoch.append([(np.asarray(layer.probabilities()), float(layer.arch_gate))
+                                   for layer in mnas.searchable_layers(self.model)])
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    model, history = search(x, y, regularizer, epochs=4, extra=[Watch()])
     # The search's second half: epochs 3 and 4 commit 3 and then the other 2 decisions.
     assert history.history["committed_decisions"] == [0, 0, 3, 5]
-    assert [name for name, _, _ in regularizer.commits] == [
+    # The epoch's figures are taken before it commits: the search had not decided by itself.
+    assert history.history["min_top_probability"][-1] < 0.99
+    commits = regularizer.commits(model)
+    assert [name for name, _, _ in commits] == [
         layer.name for layer in mnas.searchable_layers(model)]
-    assert all(0 < p <= 1 for _, _, p in regularizer.commits)
-    assert [option for _, option, _ in regularizer.commits] == derivation.argmax_picks(model)
+    assert all(0 < p <= 1 for _, _, p in commits)
+    # Through the last epoch, the 3 decisions committed after epoch 3 stay one-hot at their
+    # option with their gradient cut, while the 2 open ones still train.
+    committed = {i for i, (p, _) in enumerate(last_epoch[0]) if p.max() > 0.999}
+    assert len(committed) == 3 and len(last_epoch) > 1
+    for batch in last_epoch:
+        for i, (p, gate) in enumerate(batch):
+            if i in committed:
+                assert gate == 0.0 and int(np.argmax(p)) == commits[i][1] and p.max() > 0.999
+            else:
+                assert gate == 1.0
+    assert any(not np.allclose(last_epoch[0][i][0], last_epoch[-1][i][0])
+               for i in set(range(5)) - committed)
+    assert [option for _, option, _ in commits] == derivation.argmax_picks(model)
     assert derivation.min_top_probability(model) == pytest.approx(1.0)
     found = regularizer.derive(model)
     assert found.changes == 0 and found.costs["sram"] <= target
+
+    # A search resumed after its last epoch restores its commitments from the checkpoint.
+    saved = tf.train.Checkpoint(**regularizer.state_variables).save(str(tmp_path / "ckpt"))
+    restored = callbacks.ResourceRegularizer(sram_bytes=target, commit=True)
+    tf.train.Checkpoint(**restored.state_variables).restore(saved).expect_partial()
+    assert restored.commits(model) == commits

@@ -149,3 +149,16 @@ def test_commit_takes_the_most_probable_option_that_keeps_the_budget_reachable(m
     assert committed[0] == 1  # The next most probable option; 3 is as probable but wider.
     derivation.commit(model, committed, 4, {"sram": target})
     assert derivation.exact_costs(model, committed)["sram"] <= target
+
+
+def test_commit_breaks_ties_toward_the_wider_option_as_the_argmax_does(model):
+    searchable = mnas.searchable_layers(model)
+    for layer in searchable:
+        layer.alpha.assign(np.zeros(layer.num_options, "float32"))
+    committed = [None] * 5
+    derivation.commit(model, committed, 5, {"sram": 1e9})
+    assert committed == [layer.num_options - 1 for layer in searchable]
+    assert committed == derivation.argmax_picks(model)
+    # A decision of one option is certain; uniform ones are not at all.
+    assert derivation.certainty([1.0]) == 1.0
+    assert derivation.certainty([0.25] * 4) == pytest.approx(0.0, abs=1e-9)

@@ -118,7 +118,7 @@ def test_report_shows_the_architecture_the_search_and_warns_when_undecided(deplo
     text = (tmp_path / "report.md").read_text()
     assert "n/a parameters" not in text
     assert "**Warning: the search ended undecided.**" in text
-    assert "probability 0.31 (below 0.5)" in text
+    assert "smallest top probability over its choices is 0.31 (below 0.5)" in text
     assert "| latency (estimated), ms |  | 93.4 |" in text
     assert f"| tensor arena, bytes | {fit.sram_bytes - fit.sram_reserve_bytes:,} | 20,480 |" in text
     assert "1 option steps from the argmax (repaired to fit)" in text
@@ -131,6 +131,15 @@ def test_report_shows_the_architecture_the_search_and_warns_when_undecided(deplo
                                   verification=result, extra={"search": search_json(0.93)})
     assert written["search"]["undecided"] is False
     assert "Warning" not in (tmp_path / "report.md").read_text()
+
+    # Committed decisions end one-hot: their probability when committed is the evidence.
+    committed = dict(search_json(1.0), min_commit_probability=0.24)
+    written = report.write_report(tmp_path, task="kws", architecture=SPEC, fit=fit,
+                                  verification=result, extra={"search": committed})
+    assert written["search"]["undecided"] is True
+    text = (tmp_path / "report.md").read_text()
+    assert "smallest commit probability over its choices is 0.24 (below 0.5)" in text
+    assert "smallest commit probability 0.24." in text
 
 
 def test_saved_outputs_load_back(tmp_path):

@@ -254,3 +254,24 @@ def test_a_full_disk_is_one_line_and_the_resumed_logs_hold_each_epoch_once(ad_da
     resumed = run(*flags)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert epochs_logged(out / "search") == ([0, 1, 2], [0, 1, 2])
+
+
+def test_a_committing_search_stopped_after_its_last_epoch_resumes_with_its_commitments(
+        ad_data, tmp_path):
+    out = tmp_path / "run"
+    flags = TINY + [f"--data_dir={ad_data}", f"--out_dir={out}", "--commit_decisions"]
+    first = run(*flags)
+    assert first.returncode == 0, first.stderr[-3000:]
+    search = json.loads((out / "search" / "search.json").read_text())
+    assert len(search["commits"]) == 5  # The stem, and two blocks with their skips.
+    assert search["min_commit_probability"] == min(c["probability"] for c in search["commits"])
+    assert "smallest commit probability" in first.stdout
+    # Stopped after the search's last checkpoint, before its answer was written.
+    state = json.loads((out / "state.json").read_text())
+    state["finished"] = {}
+    (out / "state.json").write_text(json.dumps(state))
+    (out / "search" / "search.json").unlink()
+
+    second = run(*flags)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads((out / "search" / "search.json").read_text()) == search
