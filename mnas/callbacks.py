@@ -326,14 +326,14 @@ class ResourceRegularizer(keras.callbacks.Callback):
             mlayers.searchable_layers(model), self._committed.numpy(),
             self._commit_probability.numpy()) if pick >= 0]
 
-    def _apply_commits(self, gate):
-        """One-hot logits for the committed decisions, their gradient cut (the optimizer's
-        momentum may still move them a little within an epoch: every epoch sets them again);
-        the open decisions' gate is `gate`."""
+    def _apply_commits(self, gate, committed_gate=0.0):
+        """One-hot logits for the committed decisions, their gradient cut by default (the
+        optimizer's momentum may still move them a little within an epoch: every epoch sets
+        them again); the open decisions' gate is `gate`."""
         for layer, pick in zip(self._searchable, self._committed.numpy()):
             if pick >= 0:
                 derivation.set_choice(layer, pick)
-            layer.arch_gate.assign(0.0 if pick >= 0 else gate)
+            layer.arch_gate.assign(committed_gate if pick >= 0 else gate)
 
     def _commit(self, epoch):
         """At the end of each epoch of the search's second half, commits its share of the open
@@ -382,10 +382,7 @@ class ResourceRegularizer(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._enabled.assign(0.0)
-        for layer, pick in zip(self._searchable, self._committed.numpy()):
-            if pick >= 0:
-                derivation.set_choice(layer, pick)
-            layer.arch_gate.assign(1.0)
+        self._apply_commits(1.0, committed_gate=1.0)
         if self.own_optimizer:
             del self.model.train_step
             self.model.train_function = None

@@ -198,8 +198,9 @@ def write_report(out_dir, *, task, architecture, fit, verification, quantization
     if extra:
         report.update(extra)
     search = report.get("search")
-    if isinstance(search, dict) and weakest_decision(search)[1] is not None:
-        search["undecided"] = weakest_decision(search)[1] < UNDECIDED_BELOW
+    weakest = weakest_decision(search)[1] if isinstance(search, dict) else None
+    if weakest is not None:
+        search["undecided"] = weakest < UNDECIDED_BELOW
     os.makedirs(out_dir, exist_ok=True)
     files.write_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     links = [os.path.relpath(p, out_dir) for p in plots]
@@ -302,9 +303,9 @@ def _search_section(search, budget):
     how = ("the argmax of every decision" if not changes else
            f"{changes} option steps from the argmax "
            + ("(budget filled)" if search.get("filled_budget") else "(repaired to fit)"))
+    label, weakest = weakest_decision(search)
     lines = ["## Search", "",
-             f"Derived architecture: {how}; {weakest_decision(search)[0]} "
-             f"{_number(weakest_decision(search)[1], 2)}.", "",
+             f"Derived architecture: {how}; {label} {_number(weakest, 2)}.", "",
              "| derived architecture, before training | search target | exact |",
              "| --- | ---: | ---: |"]
     targets = {"sram": budget["sram_bytes"] - budget["sram_reserve_bytes"],
